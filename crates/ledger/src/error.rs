@@ -1,0 +1,268 @@
+//! Typed errors.
+
+use crate::tx::StakeTarget;
+use flock_primitives::{Address, Amount, Height};
+use thiserror::Error;
+
+/// Why a transaction was refused. Every variant is the sender's fault (the transaction is
+/// rejected or fails) except [`TxError::Internal`], which is a ledger bug.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TxError {
+    /// The bytes are not a transaction.
+    #[error("malformed transaction: {0}")]
+    Malformed(String),
+    /// The encoded transaction is over the size limit.
+    #[error("transaction is {size} bytes, over the limit of {max}")]
+    TooLarge {
+        /// Encoded size.
+        size: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// The signature does not verify for the signer.
+    #[error("bad signature: the signature does not match the signer's key")]
+    BadSignature,
+    /// The chain id is not this chain's.
+    #[error("wrong chain id: this chain is {expected:?}, the transaction is for {got:?}")]
+    WrongChainId {
+        /// This chain.
+        expected: String,
+        /// The transaction's.
+        got: String,
+    },
+    /// The nonce was already used.
+    #[error("nonce {got} was already used (replay); the next nonce of {account} is {expected}")]
+    NonceReplayed {
+        /// The account.
+        account: Address,
+        /// The next valid nonce.
+        expected: u64,
+        /// The transaction's nonce.
+        got: u64,
+    },
+    /// The nonce skips ahead.
+    #[error("nonce {got} leaves a gap; the next nonce of {account} is {expected}")]
+    NonceGap {
+        /// The account.
+        account: Address,
+        /// The next valid nonce.
+        expected: u64,
+        /// The transaction's nonce.
+        got: u64,
+    },
+    /// An amount of zero.
+    #[error("amount must be greater than zero")]
+    ZeroAmount,
+    /// Not enough spendable balance.
+    #[error("insufficient balance: need {need}, have {have}")]
+    InsufficientBalance {
+        /// Required.
+        need: Amount,
+        /// Available.
+        have: Amount,
+    },
+    /// The stake target does not exist.
+    #[error("unknown stake target {0}")]
+    UnknownTarget(StakeTarget),
+    /// The target takes no new stake.
+    #[error("{0} is closed to new stake")]
+    TargetClosed(StakeTarget),
+    /// A stake position would fall below the target's minimum.
+    #[error("stake of {got} is below the minimum of {min} for {target}")]
+    BelowMinimum {
+        /// The target.
+        target: StakeTarget,
+        /// Minimum.
+        min: Amount,
+        /// What the position would be.
+        got: Amount,
+    },
+    /// The staker already holds another role in this task.
+    #[error("already staked as {existing} in task {task}; one role per task")]
+    RoleConflict {
+        /// The task.
+        task: u64,
+        /// The role already held.
+        existing: crate::tx::Role,
+    },
+    /// The stake is locked until the target unlocks it.
+    #[error("stake in {target} is locked until height {until}")]
+    StakeLocked {
+        /// The target.
+        target: StakeTarget,
+        /// When it unlocks.
+        until: Height,
+    },
+    /// Unstaking more than is staked.
+    #[error("insufficient stake in {target}: have {have}, asked {need}")]
+    InsufficientStake {
+        /// The target.
+        target: StakeTarget,
+        /// Staked.
+        have: Amount,
+        /// Asked.
+        need: Amount,
+    },
+    /// The operator has no delegation pool.
+    #[error("{0} has no delegation pool (the operator opens one with set-share)")]
+    NoSuchPool(Address),
+    /// Only staked accounts can open a pool.
+    #[error("{0} has no stake, so it cannot run a delegation pool")]
+    NotAnOperator(Address),
+    /// σ outside the allowed range.
+    #[error("share {got} is outside the allowed range {min}..={max}")]
+    ShareOutOfRange {
+        /// Asked.
+        got: flock_primitives::Ppm,
+        /// Minimum.
+        min: flock_primitives::Ppm,
+        /// Maximum.
+        max: flock_primitives::Ppm,
+    },
+    /// σ was changed too recently.
+    #[error("share was changed recently; next change allowed at height {until}")]
+    ShareCooldown {
+        /// When the next change is allowed.
+        until: Height,
+    },
+    /// σ is frozen around a task deadline.
+    #[error("share is frozen until height {until} around a deadline of {target}")]
+    ShareFrozen {
+        /// The target whose deadline freezes it.
+        target: StakeTarget,
+        /// When it thaws.
+        until: Height,
+    },
+    /// A delegation below the minimum.
+    #[error("delegation of {got} is below the minimum of {min}")]
+    BelowMinDelegation {
+        /// Minimum.
+        min: Amount,
+        /// Asked.
+        got: Amount,
+    },
+    /// Undelegating too soon after the last deposit.
+    #[error("delegation to {operator} is still bonding: undelegate allowed from height {until}")]
+    DelegationLocked {
+        /// The operator.
+        operator: Address,
+        /// From when it is allowed.
+        until: Height,
+    },
+    /// Undelegating more than is delegated.
+    #[error("insufficient delegation to {operator}: have {have}, asked {need}")]
+    InsufficientDelegation {
+        /// The operator.
+        operator: Address,
+        /// Delegated value.
+        have: Amount,
+        /// Asked.
+        need: Amount,
+    },
+    /// The pool lost everything to slashing and takes no deposits.
+    #[error("the pool of {0} was slashed to zero and takes no deposits")]
+    PoolInsolvent(Address),
+    /// Nothing to claim.
+    #[error("nothing to claim")]
+    NothingToClaim,
+    /// An arithmetic overflow or broken invariant: a bug, never the sender's fault.
+    #[error("internal ledger error: {0}")]
+    Internal(&'static str),
+}
+
+impl TxError {
+    /// A stable machine-readable code (used by the HTTP API).
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::TooLarge { .. } => "too_large",
+            Self::BadSignature => "bad_signature",
+            Self::WrongChainId { .. } => "wrong_chain_id",
+            Self::NonceReplayed { .. } => "nonce_replayed",
+            Self::NonceGap { .. } => "nonce_gap",
+            Self::ZeroAmount => "zero_amount",
+            Self::InsufficientBalance { .. } => "insufficient_balance",
+            Self::UnknownTarget(_) => "unknown_target",
+            Self::TargetClosed(_) => "target_closed",
+            Self::BelowMinimum { .. } => "below_minimum",
+            Self::RoleConflict { .. } => "role_conflict",
+            Self::StakeLocked { .. } => "stake_locked",
+            Self::InsufficientStake { .. } => "insufficient_stake",
+            Self::NoSuchPool(_) => "no_such_pool",
+            Self::NotAnOperator(_) => "not_an_operator",
+            Self::ShareOutOfRange { .. } => "share_out_of_range",
+            Self::ShareCooldown { .. } => "share_cooldown",
+            Self::ShareFrozen { .. } => "share_frozen",
+            Self::BelowMinDelegation { .. } => "below_min_delegation",
+            Self::DelegationLocked { .. } => "delegation_locked",
+            Self::InsufficientDelegation { .. } => "insufficient_delegation",
+            Self::PoolInsolvent(_) => "pool_insolvent",
+            Self::NothingToClaim => "nothing_to_claim",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// Whether the error is a node fault rather than the sender's.
+    pub const fn is_internal(&self) -> bool {
+        matches!(self, Self::Internal(_))
+    }
+}
+
+/// Why a whole block was refused. The ledger state is untouched after any of these.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BlockError {
+    /// The header is for another chain.
+    #[error("block is for chain {got:?}, this is {expected:?}")]
+    WrongChainId {
+        /// This chain.
+        expected: String,
+        /// The header's.
+        got: String,
+    },
+    /// Not the next height.
+    #[error("block height {got} is not the next height {expected}")]
+    WrongHeight {
+        /// The next height.
+        expected: u64,
+        /// The header's.
+        got: u64,
+    },
+    /// The parent hash is not the last block's hash.
+    #[error("block's parent {got} is not the last block {expected}")]
+    WrongParent {
+        /// The last block's hash.
+        expected: flock_primitives::Hash,
+        /// The header's.
+        got: flock_primitives::Hash,
+    },
+    /// The block time went backwards.
+    #[error("block time {got} ms is before the parent's {parent} ms")]
+    TimeWentBack {
+        /// The parent's time.
+        parent: u64,
+        /// The header's.
+        got: u64,
+    },
+    /// The tx root does not match the transactions.
+    #[error("tx root in the header does not match the transactions")]
+    BadTxRoot,
+    /// Too many transactions.
+    #[error("block has {got} transactions, over the limit of {max}")]
+    TooManyTxs {
+        /// Count.
+        got: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// A transaction that no honest proposer would include (bad signature, chain id, nonce).
+    #[error("transaction {index} is invalid: {error}")]
+    InvalidTx {
+        /// Its index in the block.
+        index: usize,
+        /// Why.
+        error: TxError,
+    },
+    /// The ledger hit an internal error while executing.
+    #[error("internal ledger error in block: {0}")]
+    Internal(&'static str),
+}

@@ -1,0 +1,222 @@
+//! Events and receipts: every movement of money leaves one, so any node can audit supply.
+
+use crate::tx::{ClaimFrom, StakeTarget};
+use borsh::{BorshDeserialize, BorshSerialize};
+use flock_primitives::{Address, Amount, Epoch, Hash, Height, Ppm};
+use serde::{Deserialize, Serialize};
+
+/// Why FLOCK was burned.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BurnReason {
+    /// A user's burn transaction.
+    User,
+    /// A claim fee.
+    ClaimFee,
+    /// The burned part of a slash.
+    Slash,
+}
+
+/// Something that happened to the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum Event {
+    /// FLOCK moved between accounts.
+    Transfer {
+        /// Sender.
+        from: Address,
+        /// Recipient.
+        to: Address,
+        /// Amount.
+        amount: Amount,
+    },
+    /// FLOCK destroyed.
+    Burn {
+        /// Whose FLOCK (none for protocol burns).
+        from: Option<Address>,
+        /// Amount.
+        amount: Amount,
+        /// Why.
+        reason: BurnReason,
+    },
+    /// FLOCK created by the epoch emission.
+    Mint {
+        /// The epoch.
+        epoch: Epoch,
+        /// Amount.
+        amount: Amount,
+    },
+    /// A share of an epoch's emission handed to a product's recipient.
+    EmissionShare {
+        /// The product (sink name).
+        sink: String,
+        /// The recipient id within the product (e.g. a task).
+        id: u64,
+        /// Amount.
+        amount: Amount,
+    },
+    /// Emission (or its rounding remainder) credited to the community pool.
+    CommunityPool {
+        /// Amount.
+        amount: Amount,
+    },
+    /// Stake bonded.
+    Staked {
+        /// Staker.
+        staker: Address,
+        /// Target.
+        target: StakeTarget,
+        /// Amount.
+        amount: Amount,
+    },
+    /// Stake started unbonding.
+    Unstaked {
+        /// Staker.
+        staker: Address,
+        /// Target.
+        target: StakeTarget,
+        /// Amount.
+        amount: Amount,
+        /// When it is released.
+        release_at: Height,
+    },
+    /// Unbonded funds returned to the owner's balance.
+    Released {
+        /// Owner.
+        owner: Address,
+        /// Amount.
+        amount: Amount,
+    },
+    /// A delegation pool was opened or its share changed.
+    ShareSet {
+        /// Operator.
+        operator: Address,
+        /// The new σ.
+        share: Ppm,
+    },
+    /// FLOCK delegated into a pool.
+    Delegated {
+        /// Delegator.
+        delegator: Address,
+        /// Operator.
+        operator: Address,
+        /// Amount.
+        amount: Amount,
+        /// Pool shares minted for it.
+        shares: u128,
+    },
+    /// FLOCK withdrawn from a pool into unbonding.
+    Undelegated {
+        /// Delegator.
+        delegator: Address,
+        /// Operator.
+        operator: Address,
+        /// Amount.
+        amount: Amount,
+        /// When it is released.
+        release_at: Height,
+    },
+    /// A reward credited to an operator (and its pool).
+    Reward {
+        /// The operator.
+        operator: Address,
+        /// Target earned in.
+        target: StakeTarget,
+        /// Operator's part paid now (claimable).
+        operator_now: Amount,
+        /// Operator's part vested until `release_at`.
+        operator_vested: Amount,
+        /// Delegators' part paid now into the pool.
+        pool_now: Amount,
+        /// Delegators' part vested until `release_at`.
+        pool_vested: Amount,
+        /// When the vested parts unlock.
+        release_at: Height,
+    },
+    /// Stake slashed.
+    Slashed {
+        /// The offender.
+        offender: Address,
+        /// Target.
+        target: StakeTarget,
+        /// Fraction slashed.
+        ratio: Ppm,
+        /// Taken from the offender's bonded stake.
+        from_stake: Amount,
+        /// Taken from the offender's unbonding stake for this target.
+        from_unbonding: Amount,
+        /// Taken from the offender's delegators, pro rata.
+        from_delegators: Amount,
+        /// Paid to the reporter.
+        to_reporter: Amount,
+        /// The reporter, if any.
+        reporter: Option<Address>,
+        /// Paid into the task pool (the community pool for task 0).
+        to_pool: Amount,
+        /// Burned.
+        burned: Amount,
+        /// Why.
+        reason: String,
+    },
+    /// Rewards claimed.
+    Claimed {
+        /// Claimant.
+        account: Address,
+        /// What was claimed.
+        from: ClaimFrom,
+        /// Before the fee.
+        gross: Amount,
+        /// Burned fee.
+        fee: Amount,
+        /// Paid to the balance.
+        net: Amount,
+    },
+}
+
+/// The outcome of one transaction.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum TxStatus {
+    /// Executed.
+    Ok,
+    /// Failed: the nonce was used, nothing else changed.
+    Failed {
+        /// A stable code.
+        code: String,
+        /// A readable message.
+        message: String,
+    },
+}
+
+/// A transaction's receipt.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The transaction hash.
+    pub tx_hash: Hash,
+    /// The sender.
+    pub sender: Address,
+    /// Success or failure.
+    pub status: TxStatus,
+    /// What it did.
+    pub events: Vec<Event>,
+}
+
+/// Everything a block did.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct BlockReceipts {
+    /// Events before the transactions (unbonding releases).
+    pub begin: Vec<Event>,
+    /// One receipt per transaction, in order.
+    pub txs: Vec<Receipt>,
+    /// Events after the transactions (emission).
+    pub end: Vec<Event>,
+}
+
+impl BlockReceipts {
+    /// All events in order.
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.begin.iter().chain(self.txs.iter().flat_map(|r| r.events.iter())).chain(self.end.iter())
+    }
+}

@@ -1,0 +1,255 @@
+//! Signed transactions.
+
+use crate::{error::TxError, params::Params};
+use borsh::{BorshDeserialize, BorshSerialize};
+use flock_primitives::{codec, Address, Amount, Hash, Keypair, Ppm, PublicKey, Signature};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A task id. Task 0 is the network itself (consensus validators).
+pub type TaskId = u64;
+
+/// The role a stake plays in a task. A staker holds at most one role per task.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
+    Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A network (consensus) validator; task 0.
+    Network,
+    /// An AI Arena training node.
+    TrainingNode,
+    /// An AI Arena validator.
+    Validator,
+    /// An FL Alliance member.
+    Member,
+    /// A compute provider answering proof-of-compute challenges.
+    Compute,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Network => "network",
+            Self::TrainingNode => "training_node",
+            Self::Validator => "validator",
+            Self::Member => "member",
+            Self::Compute => "compute",
+        })
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "network" => Self::Network,
+            "training_node" | "node" | "trainer" => Self::TrainingNode,
+            "validator" => Self::Validator,
+            "member" => Self::Member,
+            "compute" => Self::Compute,
+            _ => return Err(format!("unknown role {s:?} (network, node, validator, member, compute)")),
+        })
+    }
+}
+
+/// What a stake is for: a task and a role in it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
+    Serialize, Deserialize,
+)]
+pub struct StakeTarget {
+    /// The task (0 = the network).
+    pub task: TaskId,
+    /// The role.
+    pub role: Role,
+}
+
+impl StakeTarget {
+    /// The network-validator target.
+    pub const NETWORK: Self = Self { task: 0, role: Role::Network };
+}
+
+impl fmt::Display for StakeTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task {}/{}", self.task, self.role)
+    }
+}
+
+/// Which rewards a claim collects.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case", tag = "from")]
+pub enum ClaimFrom {
+    /// The signer's own rewards as a node, validator or member (operator claim fee).
+    Own,
+    /// The signer's share of an operator's delegation pool (delegator claim fee).
+    Pool {
+        /// The pool's operator.
+        operator: Address,
+    },
+}
+
+/// What a transaction does.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum TxKind {
+    /// Move FLOCK to another account.
+    Transfer {
+        /// Recipient.
+        to: Address,
+        /// Amount.
+        amount: Amount,
+    },
+    /// Destroy FLOCK (counts against supply, never frees mint headroom).
+    Burn {
+        /// Amount.
+        amount: Amount,
+    },
+    /// Bond FLOCK to a target.
+    Stake {
+        /// Task and role.
+        target: StakeTarget,
+        /// Amount.
+        amount: Amount,
+    },
+    /// Start unbonding stake from a target (released after the unbonding delay).
+    Unstake {
+        /// Task and role.
+        target: StakeTarget,
+        /// Amount.
+        amount: Amount,
+    },
+    /// Delegate FLOCK into an operator's pool.
+    Delegate {
+        /// The operator.
+        operator: Address,
+        /// Amount.
+        amount: Amount,
+    },
+    /// Withdraw delegated FLOCK (released after the unbonding delay).
+    Undelegate {
+        /// The operator.
+        operator: Address,
+        /// Amount.
+        amount: Amount,
+    },
+    /// Open the signer's delegation pool or change its operator share σ.
+    SetShare {
+        /// σ: the part of the delegation-attributable reward the operator keeps.
+        share: Ppm,
+    },
+    /// Claim accrued rewards (a fee is burned).
+    Claim {
+        /// Own rewards or a pool share.
+        #[serde(flatten)]
+        from: ClaimFrom,
+    },
+}
+
+/// The signed part of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Transaction {
+    /// The chain this transaction is for (replay protection across chains).
+    pub chain_id: String,
+    /// The signer's ed25519 public key; the sender is its address.
+    pub signer: PublicKey,
+    /// The signer's account nonce: exactly one more than its last transaction.
+    pub nonce: u64,
+    /// What it does.
+    pub kind: TxKind,
+}
+
+/// A transaction with its signature.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct SignedTx {
+    /// The transaction.
+    pub tx: Transaction,
+    /// ed25519 over [`Transaction::signing_bytes`].
+    pub signature: Signature,
+}
+
+const SIGNING_DOMAIN: &[u8] = b"flock tx v1\0";
+
+impl Transaction {
+    /// The bytes that are signed: a domain tag followed by the canonical encoding.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let mut b = SIGNING_DOMAIN.to_vec();
+        b.extend(codec::encode(self));
+        b
+    }
+
+    /// The sender's address.
+    pub fn sender(&self) -> Address {
+        self.signer.address()
+    }
+
+    /// Signs with `key` (whose public key must be `signer`).
+    pub fn sign(self, key: &Keypair) -> SignedTx {
+        let signature = key.sign(&self.signing_bytes());
+        SignedTx { tx: self, signature }
+    }
+}
+
+impl SignedTx {
+    /// The canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    /// Decodes untrusted bytes with the size limit of `params`.
+    pub fn decode(bytes: &[u8], params: &Params) -> Result<Self, TxError> {
+        if bytes.len() > params.max_tx_bytes as usize {
+            return Err(TxError::TooLarge { size: bytes.len(), max: params.max_tx_bytes as usize });
+        }
+        codec::decode_bounded("transaction", bytes, params.max_tx_bytes as usize)
+            .map_err(|e| TxError::Malformed(e.to_string()))
+    }
+
+    /// The transaction hash: blake3 of the canonical bytes.
+    pub fn hash(&self) -> Hash {
+        Hash::of(&self.encode())
+    }
+
+    /// Checks everything that needs no state: size, chain id, amounts and the signature.
+    pub fn check_stateless(&self, chain_id: &str, params: &Params) -> Result<(), TxError> {
+        let size = self.encode().len();
+        if size > params.max_tx_bytes as usize {
+            return Err(TxError::TooLarge { size, max: params.max_tx_bytes as usize });
+        }
+        self.check_stateless_no_sig(chain_id)?;
+        self.tx
+            .signer
+            .verify(&self.tx.signing_bytes(), &self.signature)
+            .map_err(|_| TxError::BadSignature)
+    }
+
+    /// [`Self::check_stateless`] without the signature (for batch verification).
+    pub fn check_stateless_no_sig(&self, chain_id: &str) -> Result<(), TxError> {
+        if self.tx.chain_id != chain_id {
+            return Err(TxError::WrongChainId {
+                expected: chain_id.to_owned(),
+                got: self.tx.chain_id.clone(),
+            });
+        }
+        let amount = match &self.tx.kind {
+            TxKind::Transfer { amount, .. }
+            | TxKind::Burn { amount }
+            | TxKind::Stake { amount, .. }
+            | TxKind::Unstake { amount, .. }
+            | TxKind::Delegate { amount, .. }
+            | TxKind::Undelegate { amount, .. } => Some(*amount),
+            TxKind::SetShare { share } => {
+                share.check().map_err(|e| TxError::Malformed(e.to_string()))?;
+                None
+            }
+            TxKind::Claim { .. } => None,
+        };
+        if amount.is_some_and(Amount::is_zero) {
+            return Err(TxError::ZeroAmount);
+        }
+        Ok(())
+    }
+}
