@@ -12,7 +12,10 @@ use crate::{
     params::Params,
     state::{Delegation, Pool, State, UnbondSource},
 };
-use flock_primitives::{math::mul_div_floor, Address, Amount, Height, Ppm};
+use flock_primitives::{
+    math::{mul_div_ceil, mul_div_floor},
+    Address, Amount, Height, Ppm,
+};
 
 impl Pool {
     /// Brings the pool's temporal weight up to `now`.
@@ -164,14 +167,9 @@ impl State {
         let burn = if amount == have {
             d.shares
         } else {
-            let num = amount.0.checked_mul(pool.total_shares);
-            match num {
-                Some(n) => n.div_ceil(pool.total_amount.0),
-                None => mul_div_floor(amount.0, pool.total_shares, pool.total_amount.0)
-                    .ok_or(TxError::Internal("share overflow"))?
-                    .saturating_add(1),
-            }
-            .min(d.shares)
+            mul_div_ceil(amount.0, pool.total_shares, pool.total_amount.0)
+                .ok_or(TxError::Internal("share overflow"))?
+                .min(d.shares)
         };
         pool.accrue(now);
         d.accrue(now);
@@ -183,6 +181,18 @@ impl State {
             let dust = pool.total_amount;
             pool.total_amount = Amount::ZERO;
             self.credit_community_pool(dust)?;
+        }
+        // A delegator who leaves a pool with nothing to share keeps no record: its temporal
+        // weight could only ever claim a share of zero.
+        let nothing_to_share = pool.reward_balance.is_zero()
+            && self
+                .pool_vesting
+                .range((*operator, Height(0))..=(*operator, Height(u64::MAX)))
+                .next()
+                .is_none();
+        if d.shares == 0 && nothing_to_share {
+            pool.total_temporal = pool.total_temporal.saturating_sub(d.temporal);
+            d.temporal = 0;
         }
         self.pools.insert(*operator, pool);
         if d.shares == 0 && d.temporal == 0 {

@@ -196,6 +196,7 @@ pub struct Receipt {
     /// The sender.
     pub sender: Address,
     /// Success or failure.
+    #[serde(flatten)]
     pub status: TxStatus,
     /// What it did.
     pub events: Vec<Event>,

@@ -29,6 +29,18 @@ pub fn mul_div_floor(a: u128, b: u128, c: u128) -> Option<u128> {
     Some(q)
 }
 
+/// `ceil(a × b / c)` with a 256-bit intermediate; `None` when `c == 0` or the result exceeds
+/// `u128::MAX`.
+pub fn mul_div_ceil(a: u128, b: u128, c: u128) -> Option<u128> {
+    let q = mul_div_floor(a, b, c)?;
+    // Exact iff q × c == a × b (compared as 256-bit numbers).
+    if mul_wide(q, c) == mul_wide(a, b) {
+        Some(q)
+    } else {
+        q.checked_add(1)
+    }
+}
+
 /// The full 256-bit product of two `u128`s as `(high, low)` halves.
 pub const fn mul_wide(a: u128, b: u128) -> (u128, u128) {
     const MASK: u128 = u64::MAX as u128;
@@ -89,6 +101,20 @@ mod tests {
         fn mul_div_matches_reference(a in any::<u64>(), b in any::<u64>(), c in 1u64..) {
             let expect = (a as u128) * (b as u128) / (c as u128);
             prop_assert_eq!(mul_div_floor(a as u128, b as u128, c as u128), Some(expect));
+        }
+
+        #[test]
+        fn mul_div_ceil_matches_reference(a in any::<u64>(), b in any::<u64>(), c in 1u64..) {
+            let p = (a as u128) * (b as u128);
+            prop_assert_eq!(mul_div_ceil(a as u128, b as u128, c as u128), Some(p.div_ceil(c as u128)));
+        }
+
+        #[test]
+        fn mul_div_ceil_exact_on_wide_products(a in any::<u64>(), k in 1u128..1_000_000) {
+            // (a·10^18 × k·10^18) / (k·10^18) is exact and overflows a plain u128 product.
+            let x = a as u128 * 1_000_000_000_000_000_000;
+            let y = k * 1_000_000_000_000_000_000;
+            prop_assert_eq!(mul_div_ceil(x, y, y), Some(x));
         }
 
         #[test]

@@ -218,11 +218,15 @@ fn delegation_rules() {
     let err = reject(&mut l, d, TxKind::Undelegate { operator: op.address(), amount: flock(51) });
     assert!(matches!(err, TxError::InsufficientDelegation { .. }));
     let bal = l.state().balance(&d.address());
-    ok(&mut l, d, TxKind::Undelegate { operator: op.address(), amount: flock(50) });
+    // A partial withdrawal leaves exactly the rest (shares burned with exact rounding).
+    ok(&mut l, d, TxKind::Undelegate { operator: op.address(), amount: flock(20) });
+    assert_eq!(l.state().delegation_value(&op.address(), &d.address()), flock(30));
+    ok(&mut l, d, TxKind::Undelegate { operator: op.address(), amount: flock(30) });
     assert_eq!(l.state().delegation_value(&op.address(), &d.address()), Amount::ZERO);
     assert_eq!(l.state().balance(&d.address()), bal);
     advance(&mut l, 5);
     assert_eq!(l.state().balance(&d.address()), bal.checked_add(flock(50)).unwrap());
+    assert!(l.state().delegations.is_empty(), "an emptied delegation leaves no record");
     assert_conserved(&l);
 }
 

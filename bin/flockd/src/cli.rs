@@ -1,0 +1,278 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand};
+use std::{net::SocketAddr, path::PathBuf};
+
+/// flock: a decentralized AI training network on a FLOCK-token ledger.
+#[derive(Debug, Parser)]
+#[command(name = "flockd", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Log filter (e.g. `info`, `flock_node=debug`); also `RUST_LOG`.
+    #[arg(long, global = true, env = "FLOCK_LOG", default_value = "info")]
+    pub log: String,
+    /// Logs as JSON lines.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a whole local network: a node with funded dev accounts and a demo workload.
+    Devnet(DevnetArgs),
+    /// Run a node.
+    Node(NodeArgs),
+    /// Create a genesis file and a sequencer key.
+    Genesis(GenesisArgs),
+    /// Manage keys in the keystore.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Sign and send a transaction.
+    Tx(TxArgs),
+    /// Read chain state.
+    #[command(subcommand)]
+    Query(QueryCmd),
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct DataDir {
+    /// Data directory (keystore, chain store).
+    #[arg(long, env = "FLOCK_HOME", default_value_os_t = default_home())]
+    pub data_dir: PathBuf,
+}
+
+fn default_home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".flock")
+}
+
+/// Which node to talk to.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct NodeUrl {
+    /// The node's API URL.
+    #[arg(long = "node", env = "FLOCK_NODE", default_value = "http://127.0.0.1:7545")]
+    pub url: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DevnetArgs {
+    /// Keep the chain here (resumed on the next run); default: a fresh temporary directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// API listen address.
+    #[arg(long, default_value = "127.0.0.1:7545")]
+    pub listen: SocketAddr,
+    /// Number of funded dev accounts.
+    #[arg(long, default_value_t = 8)]
+    pub accounts: usize,
+    /// Milliseconds between blocks.
+    #[arg(long, default_value_t = 250)]
+    pub block_interval_ms: u64,
+    /// Blocks per emission epoch.
+    #[arg(long, default_value_t = 20)]
+    pub epoch_length: u64,
+    /// Skip the demo workload (just run the node).
+    #[arg(long)]
+    pub no_demo: bool,
+    /// Exit after the demo instead of serving until Ctrl-C.
+    #[arg(long)]
+    pub exit_after_demo: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// The genesis file.
+    #[arg(long)]
+    pub genesis: PathBuf,
+    /// API listen address.
+    #[arg(long, default_value = "127.0.0.1:7545")]
+    pub listen: SocketAddr,
+    /// The sequencer key file (default: `<data-dir>/sequencer.key`).
+    #[arg(long)]
+    pub sequencer_key: Option<PathBuf>,
+    /// Milliseconds between blocks.
+    #[arg(long, default_value_t = 1000)]
+    pub block_interval_ms: u64,
+    /// Skip fsync on commit (benchmarks only: a crash may lose recent blocks).
+    #[arg(long)]
+    pub no_fsync: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GenesisArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Chain id.
+    #[arg(long, default_value = "flock-local")]
+    pub chain_id: String,
+    /// Allocations `ADDRESS_OR_KEY_NAME=AMOUNT` (e.g. `alice=1000`); repeatable.
+    #[arg(long = "alloc", value_name = "WHO=AMOUNT")]
+    pub allocations: Vec<String>,
+    /// Blocks per emission epoch.
+    #[arg(long)]
+    pub epoch_length: Option<u64>,
+    /// Output file (default: `<data-dir>/genesis.json`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCmd {
+    /// Create a new key.
+    New {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List keys.
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Show one key's address and public key.
+    Show {
+        /// Name or address.
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TxArgs {
+    /// The signing key's name (or address) in the keystore.
+    #[arg(long)]
+    pub from: String,
+    /// Return after submission instead of waiting for the block.
+    #[arg(long)]
+    pub no_wait: bool,
+    #[command(flatten)]
+    pub data: DataDir,
+    #[command(flatten)]
+    pub node: NodeUrl,
+    #[command(subcommand)]
+    pub kind: TxCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TxCmd {
+    /// Send FLOCK.
+    Transfer {
+        /// Recipient address or key name.
+        #[arg(long)]
+        to: String,
+        /// Amount, e.g. `1.5` or `1.5 FLOCK`.
+        #[arg(long)]
+        amount: String,
+    },
+    /// Burn FLOCK.
+    Burn {
+        /// Amount.
+        #[arg(long)]
+        amount: String,
+    },
+    /// Stake to a target `TASK/ROLE` (e.g. `0/network`, `7/validator`).
+    Stake {
+        /// Target.
+        #[arg(long, default_value = "0/network")]
+        target: String,
+        /// Amount.
+        #[arg(long)]
+        amount: String,
+    },
+    /// Start unbonding stake.
+    Unstake {
+        /// Target.
+        #[arg(long, default_value = "0/network")]
+        target: String,
+        /// Amount.
+        #[arg(long)]
+        amount: String,
+    },
+    /// Delegate to an operator's pool.
+    Delegate {
+        /// Operator address or key name.
+        #[arg(long)]
+        operator: String,
+        /// Amount.
+        #[arg(long)]
+        amount: String,
+    },
+    /// Withdraw a delegation.
+    Undelegate {
+        /// Operator address or key name.
+        #[arg(long)]
+        operator: String,
+        /// Amount.
+        #[arg(long)]
+        amount: String,
+    },
+    /// Open your delegation pool or change σ (the share you keep), e.g. `10%`.
+    SetShare {
+        /// Share, e.g. `10%` or `100000ppm`.
+        #[arg(long)]
+        share: String,
+    },
+    /// Claim rewards (own, or from a pool with `--pool OPERATOR`).
+    Claim {
+        /// Claim your share of this operator's pool.
+        #[arg(long)]
+        pool: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum QueryCmd {
+    /// An account (address or key name).
+    Account {
+        /// Address or key name.
+        who: String,
+        #[command(flatten)]
+        data: DataDir,
+        #[command(flatten)]
+        node: NodeUrl,
+    },
+    /// A block by height, or `latest`.
+    Block {
+        /// Height or `latest`.
+        #[arg(default_value = "latest")]
+        height: String,
+        #[command(flatten)]
+        node: NodeUrl,
+    },
+    /// A transaction by hash.
+    Tx {
+        /// Hash.
+        hash: String,
+        #[command(flatten)]
+        node: NodeUrl,
+    },
+    /// Total supply and where it is.
+    Supply {
+        #[command(flatten)]
+        node: NodeUrl,
+    },
+    /// Chain status.
+    Status {
+        #[command(flatten)]
+        node: NodeUrl,
+    },
+}
+
+pub(crate) fn init_tracing(cli: &Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.log_json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}

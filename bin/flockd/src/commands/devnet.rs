@@ -1,0 +1,192 @@
+//! `flockd devnet`: a whole local network on one machine, with funded dev accounts and a demo
+//! workload that goes through the public HTTP API like any remote user.
+
+use crate::cli::DevnetArgs;
+use anyhow::Context;
+use flock_ledger::{Allocation, Genesis, Params, StakeTarget, TxKind};
+use flock_node::{Client, ClientError, Keystore, MempoolLimits, NodeConfig, SequencerKey};
+use flock_primitives::{Amount, Keypair, Ppm};
+use serde_json::Value;
+use std::{
+
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+/// The dev accounts' keys: deterministic, public, for local use only.
+pub(crate) fn dev_key(i: usize) -> Keypair {
+    Keypair::dev(&format!("devnet-{i}"))
+}
+
+fn devnet_genesis(accounts: usize, epoch_length: u64, seq: &SequencerKey) -> Genesis {
+    Genesis {
+        chain_id: "flock-devnet".into(),
+        genesis_time_ms: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+        params: Params {
+            epoch_length,
+            unbonding_blocks: 8,
+            delegation_lock_blocks: 4,
+            share_cooldown_blocks: 40,
+            min_network_stake: Amount::flock(1_000),
+            ..Params::default()
+        },
+        allocations: (0..accounts)
+            .map(|i| Allocation { address: dev_key(i).address(), amount: Amount::flock(1_000_000) })
+            .collect(),
+        targets: vec![],
+        sequencer: Some(seq.genesis_entry()),
+    }
+}
+
+pub(crate) async fn run(a: DevnetArgs, json: bool) -> anyhow::Result<()> {
+    if a.accounts < 8 && !a.no_demo {
+        anyhow::bail!("the demo needs at least 8 accounts (or pass --no-demo)");
+    }
+    let (dir, temporary) = match &a.data_dir {
+        Some(d) => (d.clone(), false),
+        None => {
+            let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+            (std::env::temp_dir().join(format!("flock-devnet-{}-{stamp}", std::process::id())), true)
+        }
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let seq = SequencerKey::from_seed(Keypair::dev("devnet-sequencer").secret_bytes());
+    let genesis_path = dir.join("genesis.json");
+    let genesis = if genesis_path.exists() {
+        Genesis::from_json(&std::fs::read_to_string(&genesis_path)?).map_err(anyhow::Error::msg)?
+    } else {
+        let g = devnet_genesis(a.accounts, a.epoch_length, &seq);
+        std::fs::write(&genesis_path, serde_json::to_string_pretty(&g)?)?;
+        let ks = Keystore::open(&dir);
+        for i in 0..a.accounts {
+            ks.insert(&format!("dev-{i}"), &dev_key(i))?;
+        }
+        g
+    };
+    let running = flock_node::start(NodeConfig {
+        data_dir: dir.clone(),
+        genesis: genesis.clone(),
+        listen: a.listen,
+        block_interval: Duration::from_millis(a.block_interval_ms.max(1)),
+        sequencer: Some(seq),
+        mempool: MempoolLimits::default(),
+        fsync: true,
+    })
+    .await?;
+    let url = running.url();
+    println!("flock devnet");
+    println!("  chain id   {}", genesis.chain_id);
+    println!("  API        {url}");
+    println!("  data dir   {}{}", dir.display(), if temporary { " (temporary)" } else { "" });
+    println!("  keystore   {}  (use --data-dir {} with flockd keys/tx)", dir.join("keys.json").display(), dir.display());
+    println!("  dev accounts (1,000,000 FLOCK each; dev keys are public, never use them for real funds):");
+    for (i, al) in genesis.allocations.iter().enumerate() {
+        println!("    dev-{i:<3} {}", al.address);
+    }
+    let result = if a.no_demo { Ok(()) } else { demo(&url, &genesis, json).await };
+    if let Err(e) = &result {
+        eprintln!("demo failed: {e:#}");
+    }
+    if a.exit_after_demo || result.is_err() {
+        running.shutdown().await?;
+    } else {
+        println!("\ndevnet running; Ctrl-C to stop");
+        running.run_until_signal().await?;
+    }
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+async fn step(client: &Client, who: &str, key: &Keypair, kind: TxKind) -> anyhow::Result<Value> {
+    let label = format!("{kind:?}");
+    let v = client.send_and_wait(key, kind).await.with_context(|| format!("{who}: {label}"))?;
+    println!("  block {:>4}  {who:<6} {}", v["height"], describe(&v));
+    Ok(v)
+}
+
+fn describe(v: &Value) -> String {
+    let t = &v["tx"]["tx"]["kind"];
+    let amt = |k: &str| t[k].as_str().and_then(|s| Amount::from_base_str(s).ok()).map(|a| a.to_string()).unwrap_or_default();
+    match t["type"].as_str().unwrap_or("?") {
+        "transfer" => format!("transfer {} to {}", amt("amount"), t["to"].as_str().unwrap_or("?")),
+        "burn" => format!("burn {}", amt("amount")),
+        "stake" => format!("stake {} on task {}/{}", amt("amount"), t["target"]["task"], t["target"]["role"].as_str().unwrap_or("?")),
+        "unstake" => format!("unstake {}", amt("amount")),
+        "delegate" => format!("delegate {} to {}", amt("amount"), t["operator"].as_str().unwrap_or("?")),
+        "undelegate" => format!("undelegate {} from {}", amt("amount"), t["operator"].as_str().unwrap_or("?")),
+        "set_share" => format!("open pool, keeps {}", t["share"].as_u64().and_then(|p| Ppm::from_ppm(p as u32).ok()).map(|p| p.to_string()).unwrap_or_default()),
+        other => other.to_owned(),
+    }
+}
+
+async fn demo(url: &str, genesis: &Genesis, json: bool) -> anyhow::Result<()> {
+    let c = Client::new(url);
+    let k: Vec<Keypair> = (0..8).map(dev_key).collect();
+    let net = StakeTarget::NETWORK;
+    let f = Amount::flock;
+    println!("\ndemo workload (each step is a signed transaction sent over the HTTP API):");
+    step(&c, "dev-0", &k[0], TxKind::Stake { target: net, amount: f(50_000) }).await?;
+    step(&c, "dev-1", &k[1], TxKind::Stake { target: net, amount: f(20_000) }).await?;
+    step(&c, "dev-0", &k[0], TxKind::SetShare { share: Ppm::percent(10)? }).await?;
+    step(&c, "dev-1", &k[1], TxKind::SetShare { share: Ppm::percent(25)? }).await?;
+    step(&c, "dev-2", &k[2], TxKind::Delegate { operator: k[0].address(), amount: f(10_000) }).await?;
+    step(&c, "dev-3", &k[3], TxKind::Delegate { operator: k[0].address(), amount: f(5_000) }).await?;
+    step(&c, "dev-4", &k[4], TxKind::Delegate { operator: k[1].address(), amount: f(7_500) }).await?;
+    step(&c, "dev-5", &k[5], TxKind::Transfer { to: k[6].address(), amount: "1234.5".parse()? }).await?;
+    step(&c, "dev-7", &k[7], TxKind::Burn { amount: f(100) }).await?;
+
+    println!("\nbad input is refused with a typed error, and nothing changes:");
+    match c.send(&k[6], TxKind::Transfer { to: k[5].address(), amount: f(10_000_000) }).await {
+        Err(ClientError::Api { status, code, message }) => println!("  overdraft      -> HTTP {status} {code}: {message}"),
+        other => anyhow::bail!("an overdraft was not refused: {other:?}"),
+    }
+    match c.send(&k[6], TxKind::Stake { target: net, amount: f(10) }).await {
+        Err(ClientError::Api { status, code, message }) => println!("  stake below min -> HTTP {status} {code}: {message}"),
+        other => anyhow::bail!("a stake below the minimum was not refused: {other:?}"),
+    }
+
+    // Wait for an epoch boundary so the emission is minted.
+    let epoch = genesis.params.epoch_length;
+    let status = c.get("/v1/status").await?;
+    let h = status["height"].as_u64().unwrap_or(0);
+    let target = (h / epoch + 1) * epoch;
+    println!("\nwaiting for the end of epoch {} (height {target}) ...", target / epoch - 1);
+    let _ = c.get(&format!("/v1/events?since={target}&limit=1&wait_ms=30000")).await?;
+    step(&c, "dev-2", &k[2], TxKind::Undelegate { operator: k[0].address(), amount: f(4_000) }).await?;
+
+    let supply = c.get("/v1/supply").await?;
+    if json {
+        super::print_json(&supply);
+        return Ok(());
+    }
+    println!("\naccounts:");
+    println!("  {:<6} {:>22} {:>14} {:>14} {:>10}", "name", "balance", "staked", "delegated", "unbonding");
+    for (i, key) in k.iter().enumerate() {
+        let v = c.get(&format!("/v1/accounts/{}", key.address())).await?;
+        let sum = |arr: &Value, field: &str| -> Amount {
+            Amount(arr.as_array().into_iter().flatten().filter_map(|x| x[field].as_str()).filter_map(|s| s.parse::<u128>().ok()).sum())
+        };
+        let bal = v["balance"].as_str().and_then(|s| Amount::from_base_str(s).ok()).unwrap_or_default();
+        println!(
+            "  dev-{i:<2} {:>22} {:>14} {:>14} {:>10}",
+            bal.to_string(),
+            sum(&v["stakes"], "amount").to_string(),
+            sum(&v["delegations"], "value").to_string(),
+            sum(&v["unbonding"], "amount").to_string(),
+        );
+    }
+    let r = &supply["report"];
+    let amt = |f: &str| r[f].as_str().and_then(|s| Amount::from_base_str(s).ok()).unwrap_or_default().to_string();
+    println!("\nsupply at height {}:", supply["height"]);
+    for (label, field) in [("minted (genesis + emission)", "minted"), ("burned", "burned"), ("community pool (emission)", "community_pool"), ("staked", "staked"), ("delegated", "delegated"), ("unbonding", "unbonding")] {
+        println!("  {label:<28} {}", amt(field));
+    }
+    println!("  {:<28} {}", "circulating", supply["circulating_human"].as_str().unwrap_or("?"));
+    println!("  {:<28} {}", "conserved (minted-burned = held)", supply["conserved"]);
+    if supply["conserved"] != true {
+        anyhow::bail!("supply is not conserved: {supply}");
+    }
+    Ok(())
+}
+
