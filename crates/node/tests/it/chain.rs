@@ -1,0 +1,86 @@
+//! The block path: apply_finalized, restart, and refusals that leave state untouched.
+
+use crate::common::*;
+use flock_ledger::{SeedProof, TxKind};
+use flock_node::{Chain, ChainError};
+use flock_primitives::{Amount, Hash};
+use flock_storage::{MemStore, RedbStore};
+
+#[test]
+fn restart_resumes_with_the_same_state_and_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, keys) = genesis();
+    let (node, seq, _) = {
+        let store = RedbStore::open(dir.path().join("c.redb")).unwrap();
+        let chain = Chain::open(Box::new(store), g.clone()).unwrap();
+        let node = flock_node::Node::new(chain, Default::default());
+        let k = seq_key();
+        (node, flock_node::SoloSequencer::new(k.vrf(), k.account().address(), std::time::Duration::ZERO), ())
+    };
+    for i in 0..7u64 {
+        node.submit(tx(&keys[0], i, TxKind::Transfer { to: keys[1].address(), amount: Amount::flock(1) })).unwrap();
+        produce(&node, &seq);
+    }
+    let (info, digest) = node.with_chain(|c| (c.info(), c.ledger().state().digest()));
+    drop(node);
+    let store = RedbStore::open(dir.path().join("c.redb")).unwrap();
+    let chain = Chain::open(Box::new(store), g.clone()).unwrap();
+    assert_eq!(chain.info(), info);
+    assert_eq!(chain.ledger().state().digest(), digest);
+    assert_eq!(chain.ledger().state().balance(&keys[1].address()), Amount::flock(10_007));
+
+    // Another genesis on the same data dir is refused.
+    drop(chain);
+    let mut other = g;
+    other.chain_id = "other-chain".into();
+    let store = RedbStore::open(dir.path().join("c.redb")).unwrap();
+    assert!(matches!(Chain::open(Box::new(store), other), Err(ChainError::GenesisMismatch { .. })));
+}
+
+#[test]
+fn memory_and_redb_chains_agree_on_every_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, keys) = genesis();
+    let mut a = Chain::open(Box::new(MemStore::new()), g.clone()).unwrap();
+    let mut b = Chain::open(Box::new(RedbStore::open(dir.path().join("c.redb")).unwrap()), g).unwrap();
+    assert_eq!(a.info(), b.info());
+    let (node, seq, _) = node();
+    for i in 0..12u64 {
+        node.submit(tx(&keys[i as usize % 4], i / 4, TxKind::Burn { amount: Amount::flock(i + 1) })).unwrap();
+        let block = seq.build(&node);
+        node.apply_finalized(&block).unwrap();
+        let ra = a.apply_finalized(&block).unwrap();
+        let rb = b.apply_finalized(&block).unwrap();
+        assert_eq!(ra.info, rb.info, "height {}", i + 1);
+        assert_eq!(ra.info, node.with_chain(|c| c.info()));
+    }
+    assert_eq!(b.store().latest().unwrap().unwrap().height.0, 12);
+}
+
+#[test]
+fn blocks_with_a_wrong_parent_root_or_seed_are_refused_untouched() {
+    let (node, seq, keys) = node();
+    node.submit(tx(&keys[0], 0, TxKind::Burn { amount: Amount::flock(1) })).unwrap();
+    let block = seq.build(&node);
+    let before = node.with_chain(|c| (c.info(), c.ledger().state().digest()));
+
+    let mut bad = block.clone();
+    bad.header.parent_state_root = Hash::of(b"lies");
+    assert!(matches!(node.apply_finalized(&bad), Err(ChainError::ParentRootMismatch { .. })));
+
+    let mut bad = block.clone();
+    bad.header.seed = Hash::of(b"chosen by the proposer");
+    assert!(matches!(node.apply_finalized(&bad), Err(ChainError::BadSeed { .. })));
+
+    let mut bad = block.clone();
+    bad.header.seed_proof = SeedProof::None;
+    assert!(matches!(node.apply_finalized(&bad), Err(ChainError::BadSeed { .. })));
+
+    let mut bad = block.clone();
+    bad.txs[0].signature.0[0] ^= 1;
+    bad.header.tx_root = flock_ledger::Block::compute_tx_root(&bad.txs);
+    assert!(matches!(node.apply_finalized(&bad), Err(ChainError::Block(_))));
+
+    assert_eq!(node.with_chain(|c| (c.info(), c.ledger().state().digest())), before);
+    node.apply_finalized(&block).unwrap();
+}
