@@ -21,7 +21,8 @@ impl Pool {
     /// Brings the pool's temporal weight up to `now`.
     pub(crate) fn accrue(&mut self, now: Height) {
         let blocks = u128::from(now.since(self.temporal_at));
-        self.total_temporal = self.total_temporal.saturating_add(self.total_shares.saturating_mul(blocks));
+        self.total_temporal =
+            self.total_temporal.saturating_add(self.total_shares.saturating_mul(blocks));
         self.temporal_at = now.max(self.temporal_at);
     }
 
@@ -112,10 +113,11 @@ impl State {
         }
         self.debit(delegator, amount)?;
         pool.accrue(now);
-        let mut d = self.delegations.get(&(*operator, *delegator)).cloned().unwrap_or(Delegation {
-            temporal_at: now,
-            ..Delegation::default()
-        });
+        let mut d = self
+            .delegations
+            .get(&(*operator, *delegator))
+            .cloned()
+            .unwrap_or(Delegation { temporal_at: now, ..Delegation::default() });
         d.accrue(now);
         d.shares = d.shares.checked_add(shares).ok_or(TxError::Internal("share overflow"))?;
         d.last_deposit = now;
@@ -125,7 +127,12 @@ impl State {
             pool.total_amount.checked_add(amount).ok_or(TxError::Internal("pool overflow"))?;
         self.pools.insert(*operator, pool);
         self.delegations.insert((*operator, *delegator), d);
-        events.push(Event::Delegated { delegator: *delegator, operator: *operator, amount, shares });
+        events.push(Event::Delegated {
+            delegator: *delegator,
+            operator: *operator,
+            amount,
+            shares,
+        });
         Ok(())
     }
 
@@ -160,7 +167,11 @@ impl State {
         }
         let have = pool.value_of(d.shares);
         if amount > have {
-            return Err(TxError::InsufficientDelegation { operator: *operator, have, need: amount });
+            return Err(TxError::InsufficientDelegation {
+                operator: *operator,
+                have,
+                need: amount,
+            });
         }
         // Shares to burn, rounded up so rounding never favours the withdrawer; taking the whole
         // value burns every share.
@@ -175,7 +186,8 @@ impl State {
         d.accrue(now);
         d.shares -= burn;
         pool.total_shares = pool.total_shares.saturating_sub(burn);
-        pool.total_amount = pool.total_amount.checked_sub(amount).ok_or(TxError::Internal("pool underflow"))?;
+        pool.total_amount =
+            pool.total_amount.checked_sub(amount).ok_or(TxError::Internal("pool underflow"))?;
         if pool.total_shares == 0 && !pool.total_amount.is_zero() {
             // Rounding dust left by the last shares goes to the community pool.
             let dust = pool.total_amount;
@@ -201,8 +213,18 @@ impl State {
             self.delegations.insert(key, d);
         }
         let release_at = now.saturating_add(params.unbonding_blocks);
-        self.push_unbonding(*delegator, amount, UnbondSource::Delegation { operator: *operator }, release_at);
-        events.push(Event::Undelegated { delegator: *delegator, operator: *operator, amount, release_at });
+        self.push_unbonding(
+            *delegator,
+            amount,
+            UnbondSource::Delegation { operator: *operator },
+            release_at,
+        );
+        events.push(Event::Undelegated {
+            delegator: *delegator,
+            operator: *operator,
+            amount,
+            release_at,
+        });
         Ok(())
     }
 }

@@ -7,12 +7,7 @@
 //! by weight, rounded down, and everything not handed out (no sinks, zero weights, rounding
 //! remainders) goes to the community pool, so nothing is lost or created.
 
-use crate::{
-    error::TxError,
-    events::Event,
-    params::Params,
-    state::State,
-};
+use crate::{error::TxError, events::Event, params::Params, state::State};
 use flock_primitives::{Amount, Epoch, Height};
 use std::fmt::Debug;
 
@@ -49,7 +44,7 @@ pub fn scheduled_emission(params: &Params, epoch: u64) -> Amount {
 
 /// The epoch that ends at `height`, if any.
 pub fn epoch_ending_at(params: &Params, height: Height) -> Option<Epoch> {
-    (height.0 > 0 && height.0 % params.epoch_length == 0)
+    (height.0 > 0 && height.0.is_multiple_of(params.epoch_length))
         .then(|| Epoch(height.0 / params.epoch_length - 1))
 }
 
@@ -79,12 +74,17 @@ pub fn run_emission(
     let mut handed = Amount::ZERO;
     if total_weight > 0 {
         for (i, id, w) in recipients {
-            let share = minted.mul_div(w, total_weight).ok_or(TxError::Internal("emission split"))?;
+            let share =
+                minted.mul_div(w, total_weight).ok_or(TxError::Internal("emission split"))?;
             if share.is_zero() {
                 continue;
             }
             sinks[i].credit(state, params, id, share, now, events)?;
-            events.push(Event::EmissionShare { sink: sinks[i].name().to_owned(), id, amount: share });
+            events.push(Event::EmissionShare {
+                sink: sinks[i].name().to_owned(),
+                id,
+                amount: share,
+            });
             handed = Amount(handed.0 + share.0);
         }
     }

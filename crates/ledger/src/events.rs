@@ -218,6 +218,9 @@ pub struct BlockReceipts {
 impl BlockReceipts {
     /// All events in order.
     pub fn events(&self) -> impl Iterator<Item = &Event> {
-        self.begin.iter().chain(self.txs.iter().flat_map(|r| r.events.iter())).chain(self.end.iter())
+        self.begin
+            .iter()
+            .chain(self.txs.iter().flat_map(|r| r.events.iter()))
+            .chain(self.end.iter())
     }
 }

@@ -101,7 +101,8 @@ impl Genesis {
             if !seen.insert(a.address) {
                 return Err(GenesisError::DuplicateAllocation(a.address));
             }
-            total = total.checked_add(a.amount).ok_or(GenesisError::OverCap(self.params.supply_cap))?;
+            total =
+                total.checked_add(a.amount).ok_or(GenesisError::OverCap(self.params.supply_cap))?;
         }
         if total > self.params.supply_cap {
             return Err(GenesisError::OverCap(self.params.supply_cap));

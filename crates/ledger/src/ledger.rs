@@ -204,7 +204,10 @@ impl Ledger {
             return Err(BlockError::WrongHeight { expected: g.height.0 + 1, got: h.height.0 });
         }
         if h.parent_hash != g.last_block_hash {
-            return Err(BlockError::WrongParent { expected: g.last_block_hash, got: h.parent_hash });
+            return Err(BlockError::WrongParent {
+                expected: g.last_block_hash,
+                got: h.parent_hash,
+            });
         }
         if h.time_ms < g.time_ms {
             return Err(BlockError::TimeWentBack { parent: g.time_ms, got: h.time_ms });
@@ -274,7 +277,12 @@ impl Ledger {
                     TxStatus::Failed { code: e.code().to_owned(), message: e.to_string() }
                 }
             };
-            receipts.txs.push(Receipt { tx_hash: tx.hash(), sender: tx.tx.sender(), status, events });
+            receipts.txs.push(Receipt {
+                tx_hash: tx.hash(),
+                sender: tx.tx.sender(),
+                status,
+                events,
+            });
         }
         if let Some(epoch) = epoch_ending_at(&self.params, now) {
             run_emission(&mut self.state, &self.params, &self.sinks, epoch, now, &mut receipts.end)
@@ -292,7 +300,9 @@ impl Ledger {
             TxKind::Burn { amount } => s.burn_from(&sender, *amount, ev),
             TxKind::Stake { target, amount } => s.stake(&sender, *target, *amount, ev),
             TxKind::Unstake { target, amount } => s.unstake(&sender, *target, *amount, now, p, ev),
-            TxKind::Delegate { operator, amount } => s.delegate(&sender, operator, *amount, now, p, ev),
+            TxKind::Delegate { operator, amount } => {
+                s.delegate(&sender, operator, *amount, now, p, ev)
+            }
             TxKind::Undelegate { operator, amount } => {
                 s.undelegate(&sender, operator, *amount, now, p, ev)
             }

@@ -26,6 +26,9 @@
 //! * **Supply is conserved exactly**: `minted − burned` equals the sum of every holding
 //!   ([`SupplyReport`]); property tests check it after random transaction sequences.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![deny(clippy::float_arithmetic, clippy::disallowed_methods)]
+
 mod block;
 mod delegation;
 pub mod emission;

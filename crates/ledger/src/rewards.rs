@@ -76,9 +76,12 @@ impl State {
             add(&mut self.vesting, (*operator, vesting.release_at), op_vested)?;
         }
         if !pool_part.is_zero() {
-            let mut pool = self.pools.get(operator).cloned().ok_or(TxError::Internal("pool vanished"))?;
-            pool.reward_balance =
-                pool.reward_balance.checked_add(pool_now).ok_or(TxError::Internal("pool overflow"))?;
+            let mut pool =
+                self.pools.get(operator).cloned().ok_or(TxError::Internal("pool vanished"))?;
+            pool.reward_balance = pool
+                .reward_balance
+                .checked_add(pool_now)
+                .ok_or(TxError::Internal("pool overflow"))?;
             self.pools.insert(*operator, pool);
             if !pool_vested.is_zero() {
                 add(&mut self.pool_vesting, (*operator, vesting.release_at), pool_vested)?;
@@ -91,28 +94,25 @@ impl State {
             operator_vested: op_vested,
             pool_now,
             pool_vested,
-            release_at: if op_vested.is_zero() && pool_vested.is_zero() { now } else { vesting.release_at },
+            release_at: if op_vested.is_zero() && pool_vested.is_zero() {
+                now
+            } else {
+                vesting.release_at
+            },
         });
         Ok(RewardSplit { operator: op_part, pool: pool_part })
     }
 
     /// Own rewards of `a` claimable at `now` (vested ones included once released).
     pub fn claimable_own(&self, a: &Address, now: Height) -> Amount {
-        let vested: u128 = self
-            .vesting
-            .range((*a, Height(0))..=(*a, now))
-            .map(|(_, v)| v.0)
-            .sum();
+        let vested: u128 = self.vesting.range((*a, Height(0))..=(*a, now)).map(|(_, v)| v.0).sum();
         Amount(self.rewards.get(a).map(|r| r.0).unwrap_or(0) + vested)
     }
 
     /// Own rewards of `a` still vesting after `now`.
     pub fn vesting_own(&self, a: &Address, now: Height) -> Amount {
         Amount(
-            self.vesting
-                .range((*a, now.next())..=(*a, Height(u64::MAX)))
-                .map(|(_, v)| v.0)
-                .sum(),
+            self.vesting.range((*a, now.next())..=(*a, Height(u64::MAX))).map(|(_, v)| v.0).sum(),
         )
     }
 
@@ -153,8 +153,11 @@ impl State {
             ClaimFrom::Own => {
                 let gross = self.claimable_own(account, now);
                 self.rewards.remove(account);
-                let due: Vec<_> =
-                    self.vesting.range((*account, Height(0))..=(*account, now)).map(|(k, _)| *k).collect();
+                let due: Vec<_> = self
+                    .vesting
+                    .range((*account, Height(0))..=(*account, now))
+                    .map(|(k, _)| *k)
+                    .collect();
                 for k in due {
                     self.vesting.remove(&k);
                 }
@@ -176,12 +179,20 @@ impl State {
         Ok(net)
     }
 
-    fn claim_pool(&mut self, operator: &Address, delegator: &Address, now: Height) -> Result<Amount, TxError> {
+    fn claim_pool(
+        &mut self,
+        operator: &Address,
+        delegator: &Address,
+        now: Height,
+    ) -> Result<Amount, TxError> {
         let mut pool = self.pools.get(operator).cloned().ok_or(TxError::NoSuchPool(*operator))?;
         let key = (*operator, *delegator);
         let mut d = self.delegations.get(&key).cloned().ok_or(TxError::NothingToClaim)?;
-        let due: Vec<_> =
-            self.pool_vesting.range((*operator, Height(0))..=(*operator, now)).map(|(k, v)| (*k, *v)).collect();
+        let due: Vec<_> = self
+            .pool_vesting
+            .range((*operator, Height(0))..=(*operator, now))
+            .map(|(k, v)| (*k, *v))
+            .collect();
         for (k, v) in due {
             self.pool_vesting.remove(&k);
             pool.reward_balance =

@@ -57,7 +57,8 @@ impl State {
 
         let from_delegators = delegated.mul_ppm(ratio);
         if !from_delegators.is_zero() {
-            let mut pool = self.pools.get(offender).cloned().ok_or(TxError::Internal("pool vanished"))?;
+            let mut pool =
+                self.pools.get(offender).cloned().ok_or(TxError::Internal("pool vanished"))?;
             pool.total_amount = pool.total_amount.saturating_sub(from_delegators);
             self.pools.insert(*offender, pool);
         }
@@ -83,7 +84,8 @@ impl State {
         }
 
         let total = Amount(from_stake.0 + from_delegators.0 + from_unbonding.0);
-        let to_reporter = if reporter.is_some() { total.mul_ppm(params.slash_reporter) } else { Amount::ZERO };
+        let to_reporter =
+            if reporter.is_some() { total.mul_ppm(params.slash_reporter) } else { Amount::ZERO };
         let to_pool = total.mul_ppm(params.slash_pool);
         let burned = Amount(total.0 - to_reporter.0 - to_pool.0);
         if let Some(r) = reporter {

@@ -95,7 +95,12 @@ impl State {
         Ok(())
     }
 
-    fn add_target_total(&mut self, t: &StakeTarget, amount: Amount, add: bool) -> Result<(), TxError> {
+    fn add_target_total(
+        &mut self,
+        t: &StakeTarget,
+        amount: Amount,
+        add: bool,
+    ) -> Result<(), TxError> {
         let mut info = self.targets.get(t).cloned().ok_or(TxError::Internal("target vanished"))?;
         info.total_stake = if add {
             info.total_stake.checked_add(amount).ok_or(TxError::Internal("target overflow"))?
@@ -121,9 +126,11 @@ impl State {
             return Err(TxError::StakeLocked { target, until: info.unlock_at });
         }
         let current = self.own_stake(staker, &target);
-        let rest = current
-            .checked_sub(amount)
-            .ok_or(TxError::InsufficientStake { target, have: current, need: amount })?;
+        let rest = current.checked_sub(amount).ok_or(TxError::InsufficientStake {
+            target,
+            have: current,
+            need: amount,
+        })?;
         if !rest.is_zero() && rest < info.min_stake {
             return Err(TxError::BelowMinimum { target, min: info.min_stake, got: rest });
         }
@@ -156,12 +163,13 @@ impl State {
     }
 
     /// Returns every unbonding entry due at or before `now` to its owner's balance.
-    pub fn release_unbonded(&mut self, now: Height, events: &mut Vec<Event>) -> Result<(), TxError> {
-        let due: Vec<_> = self
-            .unbonding
-            .range(..=(now, u64::MAX))
-            .map(|(k, u)| (*k, u.clone()))
-            .collect();
+    pub fn release_unbonded(
+        &mut self,
+        now: Height,
+        events: &mut Vec<Event>,
+    ) -> Result<(), TxError> {
+        let due: Vec<_> =
+            self.unbonding.range(..=(now, u64::MAX)).map(|(k, u)| (*k, u.clone())).collect();
         for (k, u) in due {
             self.unbonding.remove(&k);
             self.credit(&u.owner, u.amount)?;

@@ -6,7 +6,7 @@ use crate::{
     ledger::Ledger,
     params::Params,
     tx::{SignedTx, StakeTarget, Transaction, TxKind},
-    BlockReceipts, BlockError,
+    BlockError, BlockReceipts,
 };
 use flock_primitives::{Amount, Hash, Keypair};
 
@@ -15,13 +15,21 @@ pub const TEST_CHAIN: &str = "flock-test";
 
 /// A genesis with `n` accounts (`Keypair::dev("acct-i")`) holding `each` FLOCK, the given
 /// params and extra targets.
-pub fn test_genesis(n: usize, each: Amount, params: Params, targets: Vec<GenesisTarget>) -> (Genesis, Vec<Keypair>) {
+pub fn test_genesis(
+    n: usize,
+    each: Amount,
+    params: Params,
+    targets: Vec<GenesisTarget>,
+) -> (Genesis, Vec<Keypair>) {
     let keys: Vec<Keypair> = (0..n).map(|i| Keypair::dev(&format!("acct-{i}"))).collect();
     let genesis = Genesis {
         chain_id: TEST_CHAIN.into(),
         genesis_time_ms: 1_700_000_000_000,
         params,
-        allocations: keys.iter().map(|k| Allocation { address: k.address(), amount: each }).collect(),
+        allocations: keys
+            .iter()
+            .map(|k| Allocation { address: k.address(), amount: each })
+            .collect(),
         targets,
         sequencer: None,
     };
@@ -30,7 +38,11 @@ pub fn test_genesis(n: usize, each: Amount, params: Params, targets: Vec<Genesis
 
 /// A test target for task `task` and `role` with a minimum stake.
 pub fn target(task: u64, role: crate::Role, min: Amount, unlock_at: u64) -> GenesisTarget {
-    GenesisTarget { target: StakeTarget { task, role }, min_stake: min, unlock_at: flock_primitives::Height(unlock_at) }
+    GenesisTarget {
+        target: StakeTarget { task, role },
+        min_stake: min,
+        unlock_at: flock_primitives::Height(unlock_at),
+    }
 }
 
 /// Signs a transaction for the test chain.

@@ -30,7 +30,8 @@ impl State {
             return Ok(());
         }
         let mut acc = self.account(a);
-        acc.balance = acc.balance.checked_add(amount).ok_or(TxError::Internal("balance overflow"))?;
+        acc.balance =
+            acc.balance.checked_add(amount).ok_or(TxError::Internal("balance overflow"))?;
         self.put_account(*a, acc);
         Ok(())
     }

@@ -11,8 +11,18 @@ pub type TaskId = u64;
 
 /// The role a stake plays in a task. A staker holds at most one role per task.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
-    Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -49,15 +59,29 @@ impl std::str::FromStr for Role {
             "validator" => Self::Validator,
             "member" => Self::Member,
             "compute" => Self::Compute,
-            _ => return Err(format!("unknown role {s:?} (network, node, validator, member, compute)")),
+            _ => {
+                return Err(format!(
+                    "unknown role {s:?} (network, node, validator, member, compute)"
+                ))
+            }
         })
     }
 }
 
 /// What a stake is for: a task and a role in it.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
-    Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
 )]
 pub struct StakeTarget {
     /// The task (0 = the network).

@@ -155,7 +155,11 @@ enum SubmitBody {
     Signed(SignedTx),
 }
 
-async fn submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn submit(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let params = s.node.with_chain(|c| c.ledger().params().clone());
     let is_binary = headers
         .get(header::CONTENT_TYPE)
@@ -167,14 +171,17 @@ async fn submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
         match serde_json::from_slice::<SubmitBody>(&body) {
             Ok(SubmitBody::Signed(tx)) => tx,
             Ok(SubmitBody::Encoded { encoded }) => {
-                let bytes = hex::decode(encoded.trim())
-                    .map_err(|e| ApiError::bad("malformed", format!("'encoded' is not hex: {e}")))?;
+                let bytes = hex::decode(encoded.trim()).map_err(|e| {
+                    ApiError::bad("malformed", format!("'encoded' is not hex: {e}"))
+                })?;
                 SignedTx::decode(&bytes, &params).map_err(|e| ApiError::from(SubmitError::Tx(e)))?
             }
             Err(e) => {
                 return Err(ApiError::bad(
                     "malformed_json",
-                    format!("body is not a signed transaction (JSON, or {{\"encoded\": hex}}): {e}"),
+                    format!(
+                        "body is not a signed transaction (JSON, or {{\"encoded\": hex}}): {e}"
+                    ),
                 ))
             }
         }
@@ -205,17 +212,26 @@ struct TxView {
     tx: Option<SignedTx>,
 }
 
-async fn tx_by_hash(State(s): State<AppState>, Path(hash): Path<String>) -> ApiResult<Json<TxView>> {
+async fn tx_by_hash(
+    State(s): State<AppState>,
+    Path(hash): Path<String>,
+) -> ApiResult<Json<TxView>> {
     let hash = parse_hash(&hash)?;
     if s.node.with_mempool(|m| m.contains(&hash)) {
-        return Ok(Json(TxView { hash, status: "pending", height: None, index: None, receipt: None, tx: None }));
+        return Ok(Json(TxView {
+            hash,
+            status: "pending",
+            height: None,
+            index: None,
+            receipt: None,
+            tx: None,
+        }));
     }
     s.node.with_chain(|c| {
-        let (height, index) = c
-            .store()
-            .tx_location(&hash)
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| ApiError::not_found(format!("transaction {hash} is neither pending nor committed")))?;
+        let (height, index) =
+            c.store().tx_location(&hash).map_err(ApiError::internal)?.ok_or_else(|| {
+                ApiError::not_found(format!("transaction {hash} is neither pending nor committed"))
+            })?;
         let block = c.block(height).map_err(ApiError::internal)?;
         let receipts = c.receipts(height).map_err(ApiError::internal)?;
         let i = index as usize;
@@ -297,7 +313,10 @@ async fn pool(State(s): State<AppState>, Path(op): Path<String>) -> ApiResult {
 fn block_json(node: &Node, height: Height) -> ApiResult {
     node.with_chain(|c| {
         if height > c.info().height {
-            return Err(ApiError::not_found(format!("block {height} is not committed yet (tip is {})", c.info().height)));
+            return Err(ApiError::not_found(format!(
+                "block {height} is not committed yet (tip is {})",
+                c.info().height
+            )));
         }
         let store = c.store();
         let hash = store.block_hash(height).map_err(ApiError::internal)?;
@@ -307,7 +326,10 @@ fn block_json(node: &Node, height: Height) -> ApiResult {
                 "height": height, "hash": hash, "state_root": root, "genesis": c.genesis(),
             })));
         }
-        let block = c.block(height).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found("block pruned"))?;
+        let block = c
+            .block(height)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found("block pruned"))?;
         let txs: Vec<Hash> = block.txs.iter().map(SignedTx::hash).collect();
         Ok(Json(json!({
             "height": height,
@@ -326,7 +348,9 @@ async fn latest_block(State(s): State<AppState>) -> ApiResult {
 }
 
 async fn block(State(s): State<AppState>, Path(height): Path<String>) -> ApiResult {
-    let h: u64 = height.parse().map_err(|_| ApiError::bad("bad_height", format!("height {height:?} is not a number")))?;
+    let h: u64 = height
+        .parse()
+        .map_err(|_| ApiError::bad("bad_height", format!("height {height:?} is not a number")))?;
     block_json(&s.node, Height(h))
 }
 

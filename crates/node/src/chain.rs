@@ -3,7 +3,7 @@
 
 use flock_ledger::{Block, BlockError, BlockReceipts, Genesis, Ledger, SeedProof};
 use flock_primitives::{codec, Hash, Height, VrfPublicKey};
-use flock_storage::{BlockCommit, CommitInfo, MemStore, Store, StorageError};
+use flock_storage::{BlockCommit, CommitInfo, MemStore, StorageError, Store};
 use thiserror::Error;
 
 /// A store the node can share between threads.
@@ -88,12 +88,13 @@ impl Chain {
         let genesis_hash = genesis.hash();
         let (ledger, info) = match store.latest()? {
             None => {
-                let mut ledger =
-                    Ledger::from_genesis(&genesis).map_err(|e| ChainError::Genesis(e.to_string()))?;
+                let mut ledger = Ledger::from_genesis(&genesis)
+                    .map_err(|e| ChainError::Genesis(e.to_string()))?;
                 let changes: Vec<_> =
                     ledger.state().all_entries().into_iter().map(|(k, v)| (k, Some(v))).collect();
                 let _ = ledger.take_changes();
-                let bytes = serde_json::to_vec(&genesis).map_err(|e| ChainError::Genesis(e.to_string()))?;
+                let bytes =
+                    serde_json::to_vec(&genesis).map_err(|e| ChainError::Genesis(e.to_string()))?;
                 let root = store.commit_block(BlockCommit {
                     height: Height::GENESIS,
                     block_hash: genesis_hash,
@@ -102,7 +103,14 @@ impl Chain {
                     tx_hashes: &[],
                     changes: &changes,
                 })?;
-                (ledger, CommitInfo { height: Height::GENESIS, block_hash: genesis_hash, state_root: root })
+                (
+                    ledger,
+                    CommitInfo {
+                        height: Height::GENESIS,
+                        block_hash: genesis_hash,
+                        state_root: root,
+                    },
+                )
             }
             Some(info) => {
                 let stored = store.block_hash(Height::GENESIS)?.unwrap_or(Hash::ZERO);
@@ -110,8 +118,9 @@ impl Chain {
                     return Err(ChainError::GenesisMismatch { stored, given: genesis_hash });
                 }
                 let entries = store.state_entries()?;
-                let ledger = Ledger::from_entries(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
-                    .map_err(ChainError::Corrupt)?;
+                let ledger =
+                    Ledger::from_entries(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+                        .map_err(ChainError::Corrupt)?;
                 if ledger.height() != info.height {
                     return Err(ChainError::Corrupt(format!(
                         "state is at height {} but the last block is {}",
@@ -180,14 +189,20 @@ impl Chain {
                 if h.proposer != seq.address {
                     return Err(bad("proposer is not the genesis sequencer".into()));
                 }
-                let input = flock_ledger::solo_seed_input(&h.chain_id, h.height, &self.ledger.globals().seed);
+                let input = flock_ledger::solo_seed_input(
+                    &h.chain_id,
+                    h.height,
+                    &self.ledger.globals().seed,
+                );
                 let out = verify_vrf(key, &input, proof).map_err(bad)?;
                 if out != h.seed {
                     return Err(bad("seed is not the VRF output".into()));
                 }
                 Ok(())
             }
-            (SeedProof::SoloVrf { .. }, None) => Err(bad("this chain has no solo sequencer".into())),
+            (SeedProof::SoloVrf { .. }, None) => {
+                Err(bad("this chain has no solo sequencer".into()))
+            }
             (SeedProof::None, _) => Err(bad("missing seed proof".into())),
             // Threshold seeds are verified by the consensus engine before finalization.
             (SeedProof::Threshold(_), _) => Ok(()),
@@ -260,6 +275,10 @@ impl Chain {
     }
 }
 
-fn verify_vrf(key: &VrfPublicKey, input: &[u8], proof: &flock_primitives::VrfProof) -> Result<Hash, String> {
+fn verify_vrf(
+    key: &VrfPublicKey,
+    input: &[u8],
+    proof: &flock_primitives::VrfProof,
+) -> Result<Hash, String> {
     key.verify(input, proof).map_err(|e| e.to_string())
 }

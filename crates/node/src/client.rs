@@ -58,8 +58,13 @@ impl Client {
         &self.base
     }
 
-    async fn handle(&self, url: &str, r: Result<reqwest::Response, reqwest::Error>) -> Result<Value, ClientError> {
-        let resp = r.map_err(|e| ClientError::Unreachable { url: url.to_owned(), reason: e.to_string() })?;
+    async fn handle(
+        &self,
+        url: &str,
+        r: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<Value, ClientError> {
+        let resp =
+            r.map_err(|e| ClientError::Unreachable { url: url.to_owned(), reason: e.to_string() })?;
         let status = resp.status();
         let body: Value = resp
             .json()
@@ -103,7 +108,10 @@ impl Client {
     /// The chain id.
     pub async fn chain_id(&self) -> Result<String, ClientError> {
         let v = self.get("/v1/status").await?;
-        v["chain_id"].as_str().map(str::to_owned).ok_or_else(|| ClientError::Unexpected(format!("{v}")))
+        v["chain_id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| ClientError::Unexpected(format!("{v}")))
     }
 
     /// The next nonce for `a` (counting its pending transactions).

@@ -74,8 +74,10 @@ impl Keystore {
 
     fn read(&self) -> Result<File, KeystoreError> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| KeystoreError::Corrupt { path: self.path.clone(), reason: e.to_string() }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| KeystoreError::Corrupt {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(File::default()),
             Err(source) => Err(KeystoreError::Io { path: self.path.clone(), source }),
         }
@@ -112,7 +114,11 @@ impl Keystore {
         if f.keys.iter().any(|e| e.name == name) {
             return Err(KeystoreError::Exists(name.to_owned()));
         }
-        f.keys.push(Entry { name: name.to_owned(), address: key.address(), secret: hex::encode(key.secret_bytes()) });
+        f.keys.push(Entry {
+            name: name.to_owned(),
+            address: key.address(),
+            secret: hex::encode(key.secret_bytes()),
+        });
         self.write(&f)
     }
 
@@ -130,9 +136,11 @@ impl Keystore {
             .into_iter()
             .map(|e| {
                 let mut seed = [0u8; 32];
-                hex::decode_to_slice(&e.secret, &mut seed).map_err(|err| KeystoreError::Corrupt {
-                    path: self.path.clone(),
-                    reason: format!("key {:?}: {err}", e.name),
+                hex::decode_to_slice(&e.secret, &mut seed).map_err(|err| {
+                    KeystoreError::Corrupt {
+                        path: self.path.clone(),
+                        reason: format!("key {:?}: {err}", e.name),
+                    }
                 })?;
                 Ok(NamedKey { name: e.name, key: Keypair::from_seed(seed) })
             })

@@ -19,6 +19,9 @@
 //! * **Admission against pending state.** The mempool runs each transaction on a copy of the
 //!   ledger, so clients get precise errors immediately and blocks contain what was admitted.
 
+// The node owns the real clock (block times, timeouts).
+#![allow(clippy::disallowed_methods)]
+
 pub mod api;
 pub mod chain;
 pub mod client;

@@ -37,7 +37,13 @@ impl Node {
         let mempool = Mempool::new(chain.ledger(), limits);
         let (height, _) = watch::channel(chain.info().height.0);
         m::set_height(chain.info().height.0);
-        Self { inner: Arc::new(Inner { chain: RwLock::new(chain), mempool: Mutex::new(mempool), height }) }
+        Self {
+            inner: Arc::new(Inner {
+                chain: RwLock::new(chain),
+                mempool: Mutex::new(mempool),
+                height,
+            }),
+        }
     }
 
     /// Runs `f` with read access to the chain.
@@ -48,7 +54,8 @@ impl Node {
 
     /// Runs `f` with the mempool locked.
     pub fn with_mempool<R>(&self, f: impl FnOnce(&mut Mempool) -> R) -> R {
-        let mut guard = self.inner.mempool.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard =
+            self.inner.mempool.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard)
     }
 
@@ -83,15 +90,18 @@ impl Node {
     pub fn apply_finalized(&self, block: &Block) -> Result<Committed, ChainError> {
         let started = std::time::Instant::now();
         let committed = {
-            let mut chain = self.inner.chain.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut chain =
+                self.inner.chain.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             chain.apply_finalized(block)?
         };
         // Notify: the mempool re-bases on the new state, then waiters see the height.
-        let dropped = self.with_chain(|c| self.with_mempool(|mp| {
-            let d = mp.reset(c.ledger());
-            m::set_mempool(mp.len());
-            d
-        }));
+        let dropped = self.with_chain(|c| {
+            self.with_mempool(|mp| {
+                let d = mp.reset(c.ledger());
+                m::set_mempool(mp.len());
+                d
+            })
+        });
         if dropped > 0 {
             tracing::debug!(dropped, "mempool dropped transactions that no longer apply");
         }

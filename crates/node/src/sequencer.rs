@@ -26,7 +26,14 @@ pub struct SoloSequencer {
 impl SoloSequencer {
     /// A sequencer with the genesis sequencer's keys.
     pub fn new(vrf: VrfKeypair, address: Address, interval: Duration) -> Self {
-        Self { vrf, address, interval, stop: Arc::new(AtomicBool::new(false)), next_at: None, skip_empty: false }
+        Self {
+            vrf,
+            address,
+            interval,
+            stop: Arc::new(AtomicBool::new(false)),
+            next_at: None,
+            skip_empty: false,
+        }
     }
 
     /// A flag that stops the sequencer when set.
@@ -40,7 +47,8 @@ impl SoloSequencer {
         let txs = node.with_mempool(|mp| mp.take(tip.max_block_txs));
         let height = tip.height.next();
         let (seed, proof) = self.vrf.evaluate(&solo_seed_input(&tip.chain_id, height, &tip.seed));
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let now_ms =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let header = Header {
             chain_id: tip.chain_id,
             height,

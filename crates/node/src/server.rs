@@ -57,8 +57,9 @@ impl SequencerKey {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading sequencer key {}", path.display()))?;
         let mut seed = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut seed)
-            .with_context(|| format!("sequencer key {} is not 64 hex characters", path.display()))?;
+        hex::decode_to_slice(text.trim(), &mut seed).with_context(|| {
+            format!("sequencer key {} is not 64 hex characters", path.display())
+        })?;
         Ok(Self { seed })
     }
 
@@ -137,18 +138,17 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         ),
         None => bail!("the genesis names no sequencer, so a solo node cannot produce blocks"),
     }
-    let mut sequencer = SoloSequencer::new(key.vrf(), key.account().address(), config.block_interval);
+    let mut sequencer =
+        SoloSequencer::new(key.vrf(), key.account().address(), config.block_interval);
     let stop = sequencer.stop_flag();
     let producer_node = node.clone();
-    let producer = std::thread::Builder::new()
-        .name("flock-sequencer".into())
-        .spawn(move || {
-            let r = drive(&producer_node, &mut sequencer);
-            if let Err(e) = &r {
-                tracing::error!(error = %e, "block production stopped");
-            }
-            r
-        })?;
+    let producer = std::thread::Builder::new().name("flock-sequencer".into()).spawn(move || {
+        let r = drive(&producer_node, &mut sequencer);
+        if let Err(e) = &r {
+            tracing::error!(error = %e, "block production stopped");
+        }
+        r
+    })?;
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -205,7 +205,9 @@ impl RunningNode {
         let term = async {
             #[cfg(unix)]
             {
-                if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                if let Ok(mut s) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                {
                     s.recv().await;
                     return;
                 }

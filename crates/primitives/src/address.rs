@@ -34,7 +34,8 @@ impl Address {
     }
 
     fn checksum(&self) -> [u8; 4] {
-        let h = blake3::Hasher::new_derive_key("flock address checksum v1").update(&self.0).finalize();
+        let h =
+            blake3::Hasher::new_derive_key("flock address checksum v1").update(&self.0).finalize();
         let mut c = [0u8; 4];
         c.copy_from_slice(&h.as_bytes()[..4]);
         c

@@ -1,4 +1,4 @@
-use crate::{math::mul_div_floor, PrimitiveError, Ppm};
+use crate::{math::mul_div_floor, Ppm, PrimitiveError};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::{fmt, str::FromStr};
@@ -13,7 +13,16 @@ use std::{fmt, str::FromStr};
 /// * Serde uses a decimal string of base units (`"1500000000000000000"`), since JSON numbers
 ///   cannot hold a `u128` exactly.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    BorshSerialize,
     BorshDeserialize,
 )]
 pub struct Amount(pub u128);
@@ -96,18 +105,14 @@ impl Amount {
         if int.is_empty() && frac.is_empty() {
             return Err(err("empty amount"));
         }
-        if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit())
-        {
+        if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
             return Err(err("expected digits with an optional decimal point, like 1.5"));
         }
         if frac.len() > Self::DECIMALS as usize {
             return Err(err("more than 18 decimal places"));
         }
-        let int_units: u128 = if int.is_empty() {
-            0
-        } else {
-            int.parse::<u128>().map_err(|_| err("too large"))?
-        };
+        let int_units: u128 =
+            if int.is_empty() { 0 } else { int.parse::<u128>().map_err(|_| err("too large"))? };
         let mut frac_units: u128 = 0;
         for b in frac.bytes() {
             frac_units = frac_units * 10 + u128::from(b - b'0');

@@ -60,9 +60,12 @@ mod tests {
         let b = encode(&v);
         assert_eq!(decode_bounded::<Vec<u32>>("v", &b, 64).unwrap(), v);
         assert!(matches!(decode_bounded::<Vec<u32>>("v", &b, 4), Err(CodecError::TooLarge { .. })));
-        let mut t = b.clone();
+        let mut t = b;
         t.push(0);
-        assert!(matches!(decode_bounded::<Vec<u32>>("v", &t, 64), Err(CodecError::Malformed { .. })));
+        assert!(matches!(
+            decode_bounded::<Vec<u32>>("v", &t, 64),
+            Err(CodecError::Malformed { .. })
+        ));
         // A huge length prefix with no data fails cleanly instead of allocating.
         let forged = u32::MAX.to_le_bytes().to_vec();
         assert!(decode_bounded::<Vec<u64>>("v", &forged, 64).is_err());

@@ -5,9 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::{fmt, str::FromStr};
 
 /// An ed25519 public key (32 bytes, compressed Edwards point).
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
 pub struct PublicKey(pub [u8; 32]);
 
 /// An ed25519 signature (64 bytes).
@@ -36,10 +34,12 @@ impl Keypair {
 
     /// A deterministic key derived from a label, for dev accounts: never use for real funds.
     pub fn dev(label: &str) -> Self {
-        Self::from_seed(*blake3::Hasher::new_derive_key("flock dev key v1")
-            .update(label.as_bytes())
-            .finalize()
-            .as_bytes())
+        Self::from_seed(
+            *blake3::Hasher::new_derive_key("flock dev key v1")
+                .update(label.as_bytes())
+                .finalize()
+                .as_bytes(),
+        )
     }
 
     /// The 32-byte secret seed (for the keystore).
@@ -120,8 +120,10 @@ impl FromStr for PublicKey {
     type Err = PrimitiveError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = [0u8; 32];
-        hex::decode_to_slice(s.trim(), &mut out)
-            .map_err(|e| PrimitiveError::InvalidHex { what: "public key", reason: e.to_string() })?;
+        hex::decode_to_slice(s.trim(), &mut out).map_err(|e| PrimitiveError::InvalidHex {
+            what: "public key",
+            reason: e.to_string(),
+        })?;
         Ok(Self(out))
     }
 }

@@ -21,6 +21,9 @@
 //! * JSON carries amounts as decimal strings of base units, since a `u128` does not fit a JSON
 //!   number; [`Amount`]'s `Display` is the human `1.5 FLOCK` form.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![deny(clippy::float_arithmetic, clippy::disallowed_methods)]
+
 mod address;
 mod amount;
 pub mod codec;

@@ -8,8 +8,19 @@ use std::fmt;
 /// Construction checks the range, so a `Ppm` held by the ledger is always ≤ 100%.
 /// Borsh decoding does not re-check it; ledger parameters run [`Ppm::check`] in `validate`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize,
-    BorshDeserialize, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
 )]
 #[serde(try_from = "u32", into = "u32")]
 pub struct Ppm(u32);

@@ -25,8 +25,17 @@ pub struct VrfKeypair(schnorrkel::Keypair);
 
 /// An sr25519 public key (32 bytes).
 #[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
-    Serialize, Deserialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
 )]
 pub struct VrfPublicKey(#[serde(with = "hex_32")] pub [u8; 32]);
 
@@ -72,8 +81,9 @@ impl VrfPublicKey {
             VRFPreOut::from_bytes(&proof.preout).map_err(|_| PrimitiveError::BadVrfProof)?;
         let p = VRFProof::from_bytes(&proof.proof).map_err(|_| PrimitiveError::BadVrfProof)?;
         let ctx = schnorrkel::signing_context(SIGNING_CONTEXT);
-        let (inout, _) =
-            pk.vrf_verify(ctx.bytes(input), &preout, &p).map_err(|_| PrimitiveError::BadVrfProof)?;
+        let (inout, _) = pk
+            .vrf_verify(ctx.bytes(input), &preout, &p)
+            .map_err(|_| PrimitiveError::BadVrfProof)?;
         Ok(Hash(inout.make_bytes(OUTPUT_CONTEXT)))
     }
 }
@@ -103,7 +113,9 @@ macro_rules! hex_array {
             pub(super) fn serialize<S: Serializer>(v: &[u8; $n], s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(&hex::encode(v))
             }
-            pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; $n], D::Error> {
+            pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+                d: D,
+            ) -> Result<[u8; $n], D::Error> {
                 let s = <String as Deserialize>::deserialize(d)?;
                 let mut out = [0u8; $n];
                 hex::decode_to_slice(s, &mut out).map_err(serde::de::Error::custom)?;

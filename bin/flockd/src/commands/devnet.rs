@@ -7,10 +7,7 @@ use flock_ledger::{Allocation, Genesis, Params, StakeTarget, TxKind};
 use flock_node::{Client, ClientError, Keystore, MempoolLimits, NodeConfig, SequencerKey};
 use flock_primitives::{Amount, Keypair, Ppm};
 use serde_json::Value;
-use std::{
-
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The dev accounts' keys: deterministic, public, for local use only.
 pub(crate) fn dev_key(i: usize) -> Keypair {
@@ -20,7 +17,10 @@ pub(crate) fn dev_key(i: usize) -> Keypair {
 fn devnet_genesis(accounts: usize, epoch_length: u64, seq: &SequencerKey) -> Genesis {
     Genesis {
         chain_id: "flock-devnet".into(),
-        genesis_time_ms: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+        genesis_time_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
         params: Params {
             epoch_length,
             unbonding_blocks: 8,
@@ -44,8 +44,12 @@ pub(crate) async fn run(a: DevnetArgs, json: bool) -> anyhow::Result<()> {
     let (dir, temporary) = match &a.data_dir {
         Some(d) => (d.clone(), false),
         None => {
-            let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-            (std::env::temp_dir().join(format!("flock-devnet-{}-{stamp}", std::process::id())), true)
+            let stamp =
+                SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+            (
+                std::env::temp_dir().join(format!("flock-devnet-{}-{stamp}", std::process::id())),
+                true,
+            )
         }
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -77,7 +81,11 @@ pub(crate) async fn run(a: DevnetArgs, json: bool) -> anyhow::Result<()> {
     println!("  chain id   {}", genesis.chain_id);
     println!("  API        {url}");
     println!("  data dir   {}{}", dir.display(), if temporary { " (temporary)" } else { "" });
-    println!("  keystore   {}  (use --data-dir {} with flockd keys/tx)", dir.join("keys.json").display(), dir.display());
+    println!(
+        "  keystore   {}  (use --data-dir {} with flockd keys/tx)",
+        dir.join("keys.json").display(),
+        dir.display()
+    );
     println!("  dev accounts (1,000,000 FLOCK each; dev keys are public, never use them for real funds):");
     for (i, al) in genesis.allocations.iter().enumerate() {
         println!("    dev-{i:<3} {}", al.address);
@@ -107,15 +115,36 @@ async fn step(client: &Client, who: &str, key: &Keypair, kind: TxKind) -> anyhow
 
 fn describe(v: &Value) -> String {
     let t = &v["tx"]["tx"]["kind"];
-    let amt = |k: &str| t[k].as_str().and_then(|s| Amount::from_base_str(s).ok()).map(|a| a.to_string()).unwrap_or_default();
+    let amt = |k: &str| {
+        t[k].as_str()
+            .and_then(|s| Amount::from_base_str(s).ok())
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    };
     match t["type"].as_str().unwrap_or("?") {
         "transfer" => format!("transfer {} to {}", amt("amount"), t["to"].as_str().unwrap_or("?")),
         "burn" => format!("burn {}", amt("amount")),
-        "stake" => format!("stake {} on task {}/{}", amt("amount"), t["target"]["task"], t["target"]["role"].as_str().unwrap_or("?")),
+        "stake" => format!(
+            "stake {} on task {}/{}",
+            amt("amount"),
+            t["target"]["task"],
+            t["target"]["role"].as_str().unwrap_or("?")
+        ),
         "unstake" => format!("unstake {}", amt("amount")),
-        "delegate" => format!("delegate {} to {}", amt("amount"), t["operator"].as_str().unwrap_or("?")),
-        "undelegate" => format!("undelegate {} from {}", amt("amount"), t["operator"].as_str().unwrap_or("?")),
-        "set_share" => format!("open pool, keeps {}", t["share"].as_u64().and_then(|p| Ppm::from_ppm(p as u32).ok()).map(|p| p.to_string()).unwrap_or_default()),
+        "delegate" => {
+            format!("delegate {} to {}", amt("amount"), t["operator"].as_str().unwrap_or("?"))
+        }
+        "undelegate" => {
+            format!("undelegate {} from {}", amt("amount"), t["operator"].as_str().unwrap_or("?"))
+        }
+        "set_share" => format!(
+            "open pool, keeps {}",
+            t["share"]
+                .as_u64()
+                .and_then(|p| Ppm::from_ppm(p as u32).ok())
+                .map(|p| p.to_string())
+                .unwrap_or_default()
+        ),
         other => other.to_owned(),
     }
 }
@@ -130,19 +159,27 @@ async fn demo(url: &str, genesis: &Genesis, json: bool) -> anyhow::Result<()> {
     step(&c, "dev-1", &k[1], TxKind::Stake { target: net, amount: f(20_000) }).await?;
     step(&c, "dev-0", &k[0], TxKind::SetShare { share: Ppm::percent(10)? }).await?;
     step(&c, "dev-1", &k[1], TxKind::SetShare { share: Ppm::percent(25)? }).await?;
-    step(&c, "dev-2", &k[2], TxKind::Delegate { operator: k[0].address(), amount: f(10_000) }).await?;
-    step(&c, "dev-3", &k[3], TxKind::Delegate { operator: k[0].address(), amount: f(5_000) }).await?;
-    step(&c, "dev-4", &k[4], TxKind::Delegate { operator: k[1].address(), amount: f(7_500) }).await?;
-    step(&c, "dev-5", &k[5], TxKind::Transfer { to: k[6].address(), amount: "1234.5".parse()? }).await?;
+    step(&c, "dev-2", &k[2], TxKind::Delegate { operator: k[0].address(), amount: f(10_000) })
+        .await?;
+    step(&c, "dev-3", &k[3], TxKind::Delegate { operator: k[0].address(), amount: f(5_000) })
+        .await?;
+    step(&c, "dev-4", &k[4], TxKind::Delegate { operator: k[1].address(), amount: f(7_500) })
+        .await?;
+    step(&c, "dev-5", &k[5], TxKind::Transfer { to: k[6].address(), amount: "1234.5".parse()? })
+        .await?;
     step(&c, "dev-7", &k[7], TxKind::Burn { amount: f(100) }).await?;
 
     println!("\nbad input is refused with a typed error, and nothing changes:");
     match c.send(&k[6], TxKind::Transfer { to: k[5].address(), amount: f(10_000_000) }).await {
-        Err(ClientError::Api { status, code, message }) => println!("  overdraft      -> HTTP {status} {code}: {message}"),
+        Err(ClientError::Api { status, code, message }) => {
+            println!("  overdraft      -> HTTP {status} {code}: {message}")
+        }
         other => anyhow::bail!("an overdraft was not refused: {other:?}"),
     }
     match c.send(&k[6], TxKind::Stake { target: net, amount: f(10) }).await {
-        Err(ClientError::Api { status, code, message }) => println!("  stake below min -> HTTP {status} {code}: {message}"),
+        Err(ClientError::Api { status, code, message }) => {
+            println!("  stake below min -> HTTP {status} {code}: {message}")
+        }
         other => anyhow::bail!("a stake below the minimum was not refused: {other:?}"),
     }
 
@@ -153,7 +190,8 @@ async fn demo(url: &str, genesis: &Genesis, json: bool) -> anyhow::Result<()> {
     let target = (h / epoch + 1) * epoch;
     println!("\nwaiting for the end of epoch {} (height {target}) ...", target / epoch - 1);
     let _ = c.get(&format!("/v1/events?since={target}&limit=1&wait_ms=30000")).await?;
-    step(&c, "dev-2", &k[2], TxKind::Undelegate { operator: k[0].address(), amount: f(4_000) }).await?;
+    step(&c, "dev-2", &k[2], TxKind::Undelegate { operator: k[0].address(), amount: f(4_000) })
+        .await?;
 
     let supply = c.get("/v1/supply").await?;
     if json {
@@ -161,13 +199,24 @@ async fn demo(url: &str, genesis: &Genesis, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("\naccounts:");
-    println!("  {:<6} {:>22} {:>14} {:>14} {:>10}", "name", "balance", "staked", "delegated", "unbonding");
+    println!(
+        "  {:<6} {:>22} {:>14} {:>14} {:>10}",
+        "name", "balance", "staked", "delegated", "unbonding"
+    );
     for (i, key) in k.iter().enumerate() {
         let v = c.get(&format!("/v1/accounts/{}", key.address())).await?;
         let sum = |arr: &Value, field: &str| -> Amount {
-            Amount(arr.as_array().into_iter().flatten().filter_map(|x| x[field].as_str()).filter_map(|s| s.parse::<u128>().ok()).sum())
+            Amount(
+                arr.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x[field].as_str())
+                    .filter_map(|s| s.parse::<u128>().ok())
+                    .sum(),
+            )
         };
-        let bal = v["balance"].as_str().and_then(|s| Amount::from_base_str(s).ok()).unwrap_or_default();
+        let bal =
+            v["balance"].as_str().and_then(|s| Amount::from_base_str(s).ok()).unwrap_or_default();
         println!(
             "  dev-{i:<2} {:>22} {:>14} {:>14} {:>10}",
             bal.to_string(),
@@ -177,9 +226,18 @@ async fn demo(url: &str, genesis: &Genesis, json: bool) -> anyhow::Result<()> {
         );
     }
     let r = &supply["report"];
-    let amt = |f: &str| r[f].as_str().and_then(|s| Amount::from_base_str(s).ok()).unwrap_or_default().to_string();
+    let amt = |f: &str| {
+        r[f].as_str().and_then(|s| Amount::from_base_str(s).ok()).unwrap_or_default().to_string()
+    };
     println!("\nsupply at height {}:", supply["height"]);
-    for (label, field) in [("minted (genesis + emission)", "minted"), ("burned", "burned"), ("community pool (emission)", "community_pool"), ("staked", "staked"), ("delegated", "delegated"), ("unbonding", "unbonding")] {
+    for (label, field) in [
+        ("minted (genesis + emission)", "minted"),
+        ("burned", "burned"),
+        ("community pool (emission)", "community_pool"),
+        ("staked", "staked"),
+        ("delegated", "delegated"),
+        ("unbonding", "unbonding"),
+    ] {
         println!("  {label:<28} {}", amt(field));
     }
     println!("  {:<28} {}", "circulating", supply["circulating_human"].as_str().unwrap_or("?"));
@@ -189,4 +247,3 @@ async fn demo(url: &str, genesis: &Genesis, json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

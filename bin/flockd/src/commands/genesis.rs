@@ -11,11 +11,15 @@ pub(crate) fn run(a: GenesisArgs, json: bool) -> anyhow::Result<()> {
     let dir = &a.data.data_dir;
     let mut allocations = Vec::new();
     for spec in &a.allocations {
-        let (who, amount) = spec.split_once('=').context("an allocation is WHO=AMOUNT, e.g. alice=1000")?;
-        allocations.push(Allocation { address: resolve_address(who, dir)?, amount: amount.parse()? });
+        let (who, amount) =
+            spec.split_once('=').context("an allocation is WHO=AMOUNT, e.g. alice=1000")?;
+        allocations
+            .push(Allocation { address: resolve_address(who, dir)?, amount: amount.parse()? });
     }
     let key_path = dir.join("sequencer.key");
-    let key = if key_path.exists() { SequencerKey::load(&key_path)? } else {
+    let key = if key_path.exists() {
+        SequencerKey::load(&key_path)?
+    } else {
         let k = SequencerKey::generate();
         k.save(&key_path)?;
         k
@@ -37,9 +41,16 @@ pub(crate) fn run(a: GenesisArgs, json: bool) -> anyhow::Result<()> {
     std::fs::write(&out, serde_json::to_string_pretty(&genesis)?)
         .with_context(|| format!("writing {}", out.display()))?;
     if json {
-        print_json(&serde_json::json!({ "genesis": out, "sequencer_key": key_path, "hash": genesis.hash() }));
+        print_json(
+            &serde_json::json!({ "genesis": out, "sequencer_key": key_path, "hash": genesis.hash() }),
+        );
     } else {
-        println!("wrote {} (hash {})\nsequencer key: {}", out.display(), genesis.hash(), key_path.display());
+        println!(
+            "wrote {} (hash {})\nsequencer key: {}",
+            out.display(),
+            genesis.hash(),
+            key_path.display()
+        );
     }
     Ok(())
 }

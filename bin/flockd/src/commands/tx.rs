@@ -9,7 +9,8 @@ use flock_primitives::{Amount, Ppm};
 use std::time::Duration;
 
 pub(crate) fn parse_target(s: &str) -> anyhow::Result<StakeTarget> {
-    let (task, role) = s.split_once('/').context("a target is TASK/ROLE, e.g. 0/network or 7/validator")?;
+    let (task, role) =
+        s.split_once('/').context("a target is TASK/ROLE, e.g. 0/network or 7/validator")?;
     let task: u64 = task.parse().with_context(|| format!("task {task:?} is not a number"))?;
     let role: Role = role.parse().map_err(anyhow::Error::msg)?;
     Ok(StakeTarget { task, role })
@@ -18,7 +19,8 @@ pub(crate) fn parse_target(s: &str) -> anyhow::Result<StakeTarget> {
 pub(crate) fn parse_share(s: &str) -> anyhow::Result<Ppm> {
     let t = s.trim();
     let ppm = if let Some(p) = t.strip_suffix('%') {
-        let v: f64 = p.trim().parse().with_context(|| format!("share {s:?} is not a percentage"))?;
+        let v: f64 =
+            p.trim().parse().with_context(|| format!("share {s:?} is not a percentage"))?;
         if !(0.0..=100.0).contains(&v) {
             anyhow::bail!("share {s:?} must be between 0% and 100%");
         }
@@ -39,10 +41,16 @@ pub(crate) async fn run(a: TxArgs, json: bool) -> anyhow::Result<()> {
     let key = Keystore::open(&a.data.data_dir).get(&a.from)?;
     let dir = &a.data.data_dir;
     let kind = match &a.kind {
-        TxCmd::Transfer { to, amount: v } => TxKind::Transfer { to: resolve_address(to, dir)?, amount: amount(v)? },
+        TxCmd::Transfer { to, amount: v } => {
+            TxKind::Transfer { to: resolve_address(to, dir)?, amount: amount(v)? }
+        }
         TxCmd::Burn { amount: v } => TxKind::Burn { amount: amount(v)? },
-        TxCmd::Stake { target, amount: v } => TxKind::Stake { target: parse_target(target)?, amount: amount(v)? },
-        TxCmd::Unstake { target, amount: v } => TxKind::Unstake { target: parse_target(target)?, amount: amount(v)? },
+        TxCmd::Stake { target, amount: v } => {
+            TxKind::Stake { target: parse_target(target)?, amount: amount(v)? }
+        }
+        TxCmd::Unstake { target, amount: v } => {
+            TxKind::Unstake { target: parse_target(target)?, amount: amount(v)? }
+        }
         TxCmd::Delegate { operator, amount: v } => {
             TxKind::Delegate { operator: resolve_address(operator, dir)?, amount: amount(v)? }
         }
@@ -92,7 +100,10 @@ mod tests {
     #[test]
     fn targets_and_shares_parse() {
         assert_eq!(parse_target("0/network").unwrap(), StakeTarget::NETWORK);
-        assert_eq!(parse_target("7/validator").unwrap(), StakeTarget { task: 7, role: Role::Validator });
+        assert_eq!(
+            parse_target("7/validator").unwrap(),
+            StakeTarget { task: 7, role: Role::Validator }
+        );
         assert!(parse_target("seven/validator").is_err());
         assert!(parse_target("7/wizard").is_err());
         assert_eq!(parse_share("10%").unwrap(), Ppm::from_ppm(100_000).unwrap());

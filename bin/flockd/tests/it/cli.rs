@@ -26,14 +26,37 @@ fn keys_genesis_node_tx_and_query() {
     let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2);
 
-    let o = run(&["genesis", "--data-dir", d, "--chain-id", "cli-test", "--alloc", "alice=1000", "--epoch-length", "50"]);
+    let o = run(&[
+        "genesis",
+        "--data-dir",
+        d,
+        "--chain-id",
+        "cli-test",
+        "--alloc",
+        "alice=1000",
+        "--epoch-length",
+        "50",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let genesis = dir.path().join("genesis.json");
     let node = NodeProc::start(dir.path(), &genesis, 50);
     let url = node.url.clone();
     let u = url.as_str();
 
-    let o = run(&["tx", "--from", "alice", "--data-dir", d, "--node", u, "transfer", "--to", "bob", "--amount", "12.5"]);
+    let o = run(&[
+        "tx",
+        "--from",
+        "alice",
+        "--data-dir",
+        d,
+        "--node",
+        u,
+        "transfer",
+        "--to",
+        "bob",
+        "--amount",
+        "12.5",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout(&o).contains(": ok"), "{}", stdout(&o));
     let o = run(&["--json", "query", "account", "bob", "--data-dir", d, "--node", u]);
@@ -41,11 +64,37 @@ fn keys_genesis_node_tx_and_query() {
     assert_eq!(v["balance_human"], "12.5 FLOCK");
 
     // Refusals are one readable line and a non-zero exit.
-    let o = run(&["tx", "--from", "bob", "--data-dir", d, "--node", u, "transfer", "--to", "alice", "--amount", "100"]);
+    let o = run(&[
+        "tx",
+        "--from",
+        "bob",
+        "--data-dir",
+        d,
+        "--node",
+        u,
+        "transfer",
+        "--to",
+        "alice",
+        "--amount",
+        "100",
+    ]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("insufficient balance"), "{err}");
-    let o = run(&["tx", "--from", "bob", "--data-dir", d, "--node", u, "transfer", "--to", "alice", "--amount", "1.2.3"]);
+    let o = run(&[
+        "tx",
+        "--from",
+        "bob",
+        "--data-dir",
+        d,
+        "--node",
+        u,
+        "transfer",
+        "--to",
+        "alice",
+        "--amount",
+        "1.2.3",
+    ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("invalid amount"));
     let o = run(&["tx", "--from", "carol", "--data-dir", d, "--node", u, "burn", "--amount", "1"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("no key named"));
@@ -59,7 +108,16 @@ fn keys_genesis_node_tx_and_query() {
 
 #[test]
 fn devnet_demo_runs_to_a_conserved_supply() {
-    let o = run(&["devnet", "--exit-after-demo", "--listen", "127.0.0.1:0", "--block-interval-ms", "20", "--epoch-length", "20"]);
+    let o = run(&[
+        "devnet",
+        "--exit-after-demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--block-interval-ms",
+        "20",
+        "--epoch-length",
+        "20",
+    ]);
     let out = stdout(&o);
     assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("insufficient_balance"), "{out}");

@@ -42,21 +42,40 @@ fn kill_9_never_loses_committed_state() {
                     let c = http();
                     let mut sent = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
-                        let Ok((_, acc)) = c.get(format!("{url}/v1/accounts/{}", key.address())).send().and_then(|r| Ok((r.status(), r.json::<serde_json::Value>()?))) else { break };
+                        let Ok((_, acc)) = c
+                            .get(format!("{url}/v1/accounts/{}", key.address()))
+                            .send()
+                            .and_then(|r| Ok((r.status(), r.json::<serde_json::Value>()?)))
+                        else {
+                            break;
+                        };
                         let nonce = acc["next_nonce"].as_u64().unwrap_or(0);
-                        let tx = sign(&key, nonce, TxKind::Transfer { to, amount: Amount(1 + nonce as u128) });
+                        let tx = sign(
+                            &key,
+                            nonce,
+                            TxKind::Transfer { to, amount: Amount(1 + nonce as u128) },
+                        );
                         match post(&c, &url, &tx) {
                             Ok((202, _)) => sent.push(tx.hash()),
                             Ok(_) => {}
                             Err(_) => break,
                         }
                         // Record what is visibly committed.
-                        sent.retain(|h| match c.get(format!("{url}/v1/txs/{h}")).send().and_then(|r| r.json::<serde_json::Value>()) {
-                            Ok(v) if v["status"] == "committed" => {
-                                confirmed.lock().unwrap().push((*h, v["height"].as_u64().unwrap()));
-                                false
+                        sent.retain(|h| {
+                            match c
+                                .get(format!("{url}/v1/txs/{h}"))
+                                .send()
+                                .and_then(|r| r.json::<serde_json::Value>())
+                            {
+                                Ok(v) if v["status"] == "committed" => {
+                                    confirmed
+                                        .lock()
+                                        .unwrap()
+                                        .push((*h, v["height"].as_u64().unwrap()));
+                                    false
+                                }
+                                _ => true,
                             }
-                            _ => true,
                         });
                     }
                 })
@@ -74,7 +93,11 @@ fn kill_9_never_loses_committed_state() {
         let tip = store.latest().unwrap().expect("genesis at least").height;
         for (h, height) in confirmed.lock().unwrap().iter() {
             let loc = store.tx_location(h).unwrap();
-            assert_eq!(loc.map(|l| l.0), Some(Height(*height)), "iteration {iteration}: committed tx {h} lost");
+            assert_eq!(
+                loc.map(|l| l.0),
+                Some(Height(*height)),
+                "iteration {iteration}: committed tx {h} lost"
+            );
         }
         // A clean replay of the committed blocks gives the same root at every height.
         let mut replay = Chain::open(Box::new(MemStore::new()), genesis.clone()).unwrap();
@@ -83,13 +106,20 @@ fn kill_9_never_loses_committed_state() {
             let bytes = store.block(Height(h)).unwrap().expect("committed block present");
             let block: Block = codec::decode_bounded("block", &bytes, usize::MAX).unwrap();
             let info = replay.apply_finalized(&block).unwrap().info;
-            assert_eq!(Some(info.state_root), store.state_root(Height(h)).unwrap(), "iteration {iteration}, height {h}");
+            assert_eq!(
+                Some(info.state_root),
+                store.state_root(Height(h)).unwrap(),
+                "iteration {iteration}, height {h}"
+            );
         }
         total_blocks = tip.0;
         drop(store);
     }
     let n = confirmed.lock().unwrap().len();
-    eprintln!("crash test: {} kill -9 runs, {total_blocks} blocks, {n} confirmed transactions checked", iterations());
+    eprintln!(
+        "crash test: {} kill -9 runs, {total_blocks} blocks, {n} confirmed transactions checked",
+        iterations()
+    );
     assert!(total_blocks > iterations() as u64, "the node barely ran");
     assert!(n > 20, "too few transactions were confirmed to mean anything ({n})");
 }

@@ -26,8 +26,15 @@ pub(crate) fn setup(dir: &Path, accounts: &[Keypair]) -> PathBuf {
     let g = Genesis {
         chain_id: CHAIN.into(),
         genesis_time_ms: 1_700_000_000_000,
-        params: Params { epoch_length: 10, min_network_stake: Amount::flock(100), ..Params::default() },
-        allocations: accounts.iter().map(|k| Allocation { address: k.address(), amount: Amount::flock(1_000_000) }).collect(),
+        params: Params {
+            epoch_length: 10,
+            min_network_stake: Amount::flock(100),
+            ..Params::default()
+        },
+        allocations: accounts
+            .iter()
+            .map(|k| Allocation { address: k.address(), amount: Amount::flock(1_000_000) })
+            .collect(),
         targets: vec![],
         sequencer: Some(seq.genesis_entry()),
     };
@@ -45,7 +52,13 @@ pub(crate) struct NodeProc {
 impl NodeProc {
     pub(crate) fn start(dir: &Path, genesis: &Path, interval_ms: u64) -> Self {
         let mut child = flockd()
-            .args(["node", "--listen", "127.0.0.1:0", "--block-interval-ms", &interval_ms.to_string()])
+            .args([
+                "node",
+                "--listen",
+                "127.0.0.1:0",
+                "--block-interval-ms",
+                &interval_ms.to_string(),
+            ])
             .arg("--data-dir")
             .arg(dir)
             .arg("--genesis")
@@ -103,7 +116,11 @@ pub(crate) fn sign(k: &Keypair, nonce: u64, kind: TxKind) -> flock_ledger::Signe
 }
 
 /// Posts a transaction; returns (status, body).
-pub(crate) fn post(c: &reqwest::blocking::Client, url: &str, tx: &flock_ledger::SignedTx) -> reqwest::Result<(u16, Value)> {
+pub(crate) fn post(
+    c: &reqwest::blocking::Client,
+    url: &str,
+    tx: &flock_ledger::SignedTx,
+) -> reqwest::Result<(u16, Value)> {
     let r = c
         .post(format!("{url}/v1/txs"))
         .header("content-type", "application/octet-stream")

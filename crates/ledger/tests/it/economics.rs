@@ -2,8 +2,9 @@
 
 use crate::common::*;
 use flock_ledger::{
-    emission::scheduled_emission, test_utils::{apply, sign}, ClaimFrom, EmissionSink, Event, Ledger,
-    Params, State, TxKind, TxStatus, Vesting,
+    emission::scheduled_emission,
+    test_utils::{apply, sign},
+    ClaimFrom, EmissionSink, Event, Ledger, Params, State, TxKind, TxStatus, Vesting,
 };
 use flock_primitives::{Amount, Height, Keypair, Ppm};
 use std::sync::Arc;
@@ -64,7 +65,8 @@ fn delegators_get_flocks_worked_example() {
     assert_eq!(l.globals().burned, burned_before.checked_add(*fee).unwrap());
 
     // The only delegator claims the whole pool reward: 14.5% fee.
-    let ev = run(&mut l, &k[1], TxKind::Claim { from: ClaimFrom::Pool { operator: k[0].address() } });
+    let ev =
+        run(&mut l, &k[1], TxKind::Claim { from: ClaimFrom::Pool { operator: k[0].address() } });
     let Some(Event::Claimed { gross, fee, net, .. }) = ev.last() else { panic!("{ev:?}") };
     assert_eq!(*gross, "8712.6".parse().unwrap());
     assert_eq!(*fee, "1263.327".parse().unwrap());
@@ -130,7 +132,15 @@ fn slash_reaches_delegators_pro_rata_and_splits_proceeds() {
     let p = l.params().clone();
     let out = l
         .state_mut()
-        .slash(&op, &TASK, Ppm::percent(10).unwrap(), Some(&reporter), "missed reveal", &p, &mut Vec::new())
+        .slash(
+            &op,
+            &TASK,
+            Ppm::percent(10).unwrap(),
+            Some(&reporter),
+            "missed reveal",
+            &p,
+            &mut Vec::new(),
+        )
         .unwrap();
     l.state_mut().clear_undo();
     // Own 3,000 → 300; delegation 1,000 → 100; total 400: 10% reporter, 50% pool, 40% burn.

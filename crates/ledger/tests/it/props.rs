@@ -40,17 +40,21 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (a.clone(), any::<bool>(), amt.clone()).prop_map(|(x, t, v)| Op::Unstake(x, t, v)),
         3 => (ops.clone(), 0u32..1_200_000).prop_map(|(x, s)| Op::SetShare(x, s)),
         4 => (a.clone(), ops.clone(), amt.clone()).prop_map(|(x, y, v)| Op::Delegate(x, y, v)),
-        2 => (a.clone(), ops.clone(), amt.clone()).prop_map(|(x, y, v)| Op::Undelegate(x, y, v)),
+        2 => (a.clone(), ops.clone(), amt).prop_map(|(x, y, v)| Op::Undelegate(x, y, v)),
         1 => a.clone().prop_map(Op::Claim),
         2 => (a.clone(), ops.clone()).prop_map(|(x, y)| Op::ClaimPool(x, y)),
-        3 => (ops.clone(), 1u64..3_000, any::<bool>()).prop_map(|(x, v, vest)| Op::Reward(x, v, vest)),
-        1 => (a.clone(), 0u32..=1_000_000, proptest::option::of(0..N)).prop_map(|(x, r, rep)| Op::Slash(x, r, rep)),
+        3 => (ops, 1u64..3_000, any::<bool>()).prop_map(|(x, v, vest)| Op::Reward(x, v, vest)),
+        1 => (a, 0u32..=1_000_000, proptest::option::of(0..N)).prop_map(|(x, r, rep)| Op::Slash(x, r, rep)),
         4 => Just(Op::EndBlock),
     ]
 }
 
 fn target(t: bool) -> StakeTarget {
-    if t { TASK } else { StakeTarget::NETWORK }
+    if t {
+        TASK
+    } else {
+        StakeTarget::NETWORK
+    }
 }
 
 /// Drives a ledger through `ops`; returns the state digest after every block and checks the
@@ -78,27 +82,52 @@ fn drive(ops: &[Op], p: Params) -> Vec<flock_primitives::Hash> {
     ];
     for op in prelude.into_iter().chain(ops.iter().cloned()).chain([Op::EndBlock]) {
         match op {
-            Op::Transfer(a, b, v) => tx(a, TxKind::Transfer { to: k[b].address(), amount: fl(v) }, &k, &mut pending),
+            Op::Transfer(a, b, v) => {
+                tx(a, TxKind::Transfer { to: k[b].address(), amount: fl(v) }, &k, &mut pending)
+            }
             Op::Burn(a, v) => tx(a, TxKind::Burn { amount: fl(v) }, &k, &mut pending),
-            Op::Stake(a, t, v) => tx(a, TxKind::Stake { target: target(t), amount: fl(v) }, &k, &mut pending),
-            Op::Unstake(a, t, v) => tx(a, TxKind::Unstake { target: target(t), amount: fl(v) }, &k, &mut pending),
+            Op::Stake(a, t, v) => {
+                tx(a, TxKind::Stake { target: target(t), amount: fl(v) }, &k, &mut pending)
+            }
+            Op::Unstake(a, t, v) => {
+                tx(a, TxKind::Unstake { target: target(t), amount: fl(v) }, &k, &mut pending)
+            }
             Op::SetShare(a, s) => match Ppm::from_ppm(s) {
                 Ok(share) => tx(a, TxKind::SetShare { share }, &k, &mut pending),
                 Err(_) => continue,
             },
-            Op::Delegate(a, b, v) => tx(a, TxKind::Delegate { operator: k[b].address(), amount: fl(v) }, &k, &mut pending),
-            Op::Undelegate(a, b, v) => tx(a, TxKind::Undelegate { operator: k[b].address(), amount: fl(v) }, &k, &mut pending),
+            Op::Delegate(a, b, v) => tx(
+                a,
+                TxKind::Delegate { operator: k[b].address(), amount: fl(v) },
+                &k,
+                &mut pending,
+            ),
+            Op::Undelegate(a, b, v) => tx(
+                a,
+                TxKind::Undelegate { operator: k[b].address(), amount: fl(v) },
+                &k,
+                &mut pending,
+            ),
             Op::Claim(a) => tx(a, TxKind::Claim { from: ClaimFrom::Own }, &k, &mut pending),
-            Op::ClaimPool(a, b) => tx(a, TxKind::Claim { from: ClaimFrom::Pool { operator: k[b].address() } }, &k, &mut pending),
+            Op::ClaimPool(a, b) => tx(
+                a,
+                TxKind::Claim { from: ClaimFrom::Pool { operator: k[b].address() } },
+                &k,
+                &mut pending,
+            ),
             Op::Reward(a, v, vest) => {
                 let amount = fl(v);
                 let now = l.height();
                 let s = l.state_mut();
                 if s.globals().community_pool >= amount {
                     s.update_globals(|g| g.community_pool = Amount(g.community_pool.0 - amount.0));
-                    let role = s.positions(&k[a].address()).first().map(|(t, _)| *t).unwrap_or(TASK);
+                    let role =
+                        s.positions(&k[a].address()).first().map(|(t, _)| *t).unwrap_or(TASK);
                     let v = if vest {
-                        Vesting { immediate: Ppm::percent(10).unwrap(), release_at: now.saturating_add(7) }
+                        Vesting {
+                            immediate: Ppm::percent(10).unwrap(),
+                            release_at: now.saturating_add(7),
+                        }
                     } else {
                         Vesting::NONE
                     };
@@ -110,9 +139,21 @@ fn drive(ops: &[Op], p: Params) -> Vec<flock_primitives::Hash> {
                 let p = l.params().clone();
                 let s = l.state_mut();
                 let positions = s.positions(&k[a].address());
-                let t = positions.first().map(|(t, _)| *t).unwrap_or(StakeTarget { task: 7, role: Role::TrainingNode });
+                let t = positions
+                    .first()
+                    .map(|(t, _)| *t)
+                    .unwrap_or(StakeTarget { task: 7, role: Role::TrainingNode });
                 let reporter = rep.map(|i| k[i].address());
-                s.slash(&k[a].address(), &t, Ppm::from_ppm(r).unwrap(), reporter.as_ref(), "test", &p, &mut Vec::new()).unwrap();
+                s.slash(
+                    &k[a].address(),
+                    &t,
+                    Ppm::from_ppm(r).unwrap(),
+                    reporter.as_ref(),
+                    "test",
+                    &p,
+                    &mut Vec::new(),
+                )
+                .unwrap();
                 s.clear_undo();
             }
             Op::EndBlock => {
@@ -144,7 +185,8 @@ fn drive(ops: &[Op], p: Params) -> Vec<flock_primitives::Hash> {
         }
     }
     // Restart: a ledger rebuilt from the stored entries is the same ledger.
-    let rebuilt = Ledger::from_entries(stored.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
+    let rebuilt =
+        Ledger::from_entries(stored.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
     assert_eq!(rebuilt.state().digest(), l.state().digest());
     digests
 }

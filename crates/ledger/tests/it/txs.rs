@@ -56,7 +56,9 @@ fn transfer_moves_funds_and_rejects_overdraft() {
     let before_a = l.state().balance(&a.address());
     let tx = send(&l, a, TxKind::Transfer { to: b.address(), amount: flock(1_000_000) });
     let r = apply(&mut l, vec![tx]).unwrap();
-    assert!(matches!(&r.txs[0].status, TxStatus::Failed { code, .. } if code == "insufficient_balance"));
+    assert!(
+        matches!(&r.txs[0].status, TxStatus::Failed { code, .. } if code == "insufficient_balance")
+    );
     assert!(r.txs[0].events.is_empty());
     assert_eq!(l.state().balance(&a.address()), before_a);
     assert_eq!(nonce(&l, a), 2);
@@ -92,7 +94,10 @@ fn signature_chain_id_nonce_and_size_are_checked() {
     // A proposer including it makes the whole block invalid, and the state is untouched.
     let before = l.state().digest();
     let b = next_block(&l, vec![good.clone(), forged]);
-    assert_eq!(l.apply_block(&b), Err(BlockError::InvalidTx { index: 1, error: TxError::BadSignature }));
+    assert_eq!(
+        l.apply_block(&b),
+        Err(BlockError::InvalidTx { index: 1, error: TxError::BadSignature })
+    );
     assert_eq!(l.state().digest(), before);
 
     let mut other_chain = good.tx.clone();
@@ -118,7 +123,10 @@ fn signature_chain_id_nonce_and_size_are_checked() {
     assert!(matches!(err, TxError::TooLarge { .. }), "{err}");
 
     assert!(matches!(SignedTx::decode(&[1, 2, 3], l.params()), Err(TxError::Malformed(_))));
-    assert!(matches!(SignedTx::decode(&vec![0; 70_000], l.params()), Err(TxError::TooLarge { .. })));
+    assert!(matches!(
+        SignedTx::decode(&vec![0; 70_000], l.params()),
+        Err(TxError::TooLarge { .. })
+    ));
 }
 
 #[test]
@@ -129,7 +137,10 @@ fn stake_rules() {
     let err = reject(&mut l, a, TxKind::Stake { target: net, amount: flock(50) });
     assert_eq!(err, TxError::BelowMinimum { target: net, min: flock(100), got: flock(50) });
     let nowhere = StakeTarget { task: 99, role: flock_ledger::Role::Validator };
-    assert_eq!(reject(&mut l, a, TxKind::Stake { target: nowhere, amount: flock(50) }), TxError::UnknownTarget(nowhere));
+    assert_eq!(
+        reject(&mut l, a, TxKind::Stake { target: nowhere, amount: flock(50) }),
+        TxError::UnknownTarget(nowhere)
+    );
     let err = reject(&mut l, a, TxKind::Stake { target: net, amount: flock(200_000) });
     assert!(matches!(err, TxError::InsufficientBalance { .. }));
 
@@ -167,7 +178,10 @@ fn stake_rules() {
     info.open = false;
     l.state_mut().register_target(TASK, info);
     l.state_mut().clear_undo();
-    assert_eq!(reject(&mut l, &k[2], TxKind::Stake { target: TASK, amount: flock(20) }), TxError::TargetClosed(TASK));
+    assert_eq!(
+        reject(&mut l, &k[2], TxKind::Stake { target: TASK, amount: flock(20) }),
+        TxError::TargetClosed(TASK)
+    );
 }
 
 #[test]
@@ -233,8 +247,12 @@ fn delegation_rules() {
 #[test]
 fn claim_with_nothing_is_refused() {
     let (mut l, k) = fresh();
-    assert_eq!(reject(&mut l, &k[0], TxKind::Claim { from: ClaimFrom::Own }), TxError::NothingToClaim);
-    let err = reject(&mut l, &k[0], TxKind::Claim { from: ClaimFrom::Pool { operator: k[1].address() } });
+    assert_eq!(
+        reject(&mut l, &k[0], TxKind::Claim { from: ClaimFrom::Own }),
+        TxError::NothingToClaim
+    );
+    let err =
+        reject(&mut l, &k[0], TxKind::Claim { from: ClaimFrom::Pool { operator: k[1].address() } });
     assert_eq!(err, TxError::NoSuchPool(k[1].address()));
 }
 

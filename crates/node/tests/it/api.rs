@@ -16,7 +16,8 @@ async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = to_bytes(resp.into_body(), 1 << 24).await.unwrap();
-    let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
     (status, v)
 }
 
@@ -25,7 +26,14 @@ async fn get(app: &Router, path: &str) -> (StatusCode, Value) {
 }
 
 async fn post_json(app: &Router, body: impl Into<Body>) -> (StatusCode, Value) {
-    call(app, Request::post("/v1/txs").header("content-type", "application/json").body(body.into()).unwrap()).await
+    call(
+        app,
+        Request::post("/v1/txs")
+            .header("content-type", "application/json")
+            .body(body.into())
+            .unwrap(),
+    )
+    .await
 }
 
 fn assert_error(r: &(StatusCode, Value), status: StatusCode, code: &str) {
@@ -38,7 +46,8 @@ fn assert_error(r: &(StatusCode, Value), status: StatusCode, code: &str) {
 async fn submit_commit_and_read_back() {
     let (node, seq, keys) = node();
     let app = router(node.clone());
-    let t = tx(&keys[0], 0, TxKind::Transfer { to: keys[1].address(), amount: "2.5".parse().unwrap() });
+    let t =
+        tx(&keys[0], 0, TxKind::Transfer { to: keys[1].address(), amount: "2.5".parse().unwrap() });
 
     // JSON form.
     let (status, v) = post_json(&app, serde_json::to_vec(&t).unwrap()).await;
@@ -51,8 +60,16 @@ async fn submit_commit_and_read_back() {
     assert_eq!(acc["next_nonce"], 1);
 
     // Binary and hex forms.
-    let t2 = tx(&keys[0], 1, TxKind::Stake { target: StakeTarget::NETWORK, amount: Amount::flock(500) });
-    let r = call(&app, Request::post("/v1/txs").header("content-type", "application/octet-stream").body(Body::from(t2.encode())).unwrap()).await;
+    let t2 =
+        tx(&keys[0], 1, TxKind::Stake { target: StakeTarget::NETWORK, amount: Amount::flock(500) });
+    let r = call(
+        &app,
+        Request::post("/v1/txs")
+            .header("content-type", "application/octet-stream")
+            .body(Body::from(t2.encode()))
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.0, StatusCode::ACCEPTED, "{}", r.1);
     let t3 = tx(&keys[2], 0, TxKind::Burn { amount: Amount::flock(1) });
     let r = post_json(&app, json!({ "encoded": hex::encode(t3.encode()) }).to_string()).await;
@@ -68,7 +85,10 @@ async fn submit_commit_and_read_back() {
     assert_eq!(v["receipt"]["events"][0]["event"], "transfer");
 
     let (_, acc) = get(&app, &format!("/v1/accounts/{}", keys[0].address())).await;
-    assert_eq!(acc["balance"], Amount::flock(10_000 - 500).checked_sub("2.5".parse().unwrap()).unwrap().0.to_string());
+    assert_eq!(
+        acc["balance"],
+        Amount::flock(10_000 - 500).checked_sub("2.5".parse().unwrap()).unwrap().0.to_string()
+    );
     assert_eq!(acc["nonce"], 2);
     assert_eq!(acc["stakes"][0]["amount"], Amount::flock(500).0.to_string());
 
@@ -105,26 +125,57 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() {
     let before = node.with_chain(|c| c.ledger().state().digest());
 
     assert_error(&post_json(&app, "{not json").await, StatusCode::BAD_REQUEST, "malformed_json");
-    assert_error(&post_json(&app, json!({ "encoded": "zz" }).to_string()).await, StatusCode::BAD_REQUEST, "malformed");
-    assert_error(&post_json(&app, json!({ "encoded": "0102" }).to_string()).await, StatusCode::BAD_REQUEST, "malformed");
+    assert_error(
+        &post_json(&app, json!({ "encoded": "zz" }).to_string()).await,
+        StatusCode::BAD_REQUEST,
+        "malformed",
+    );
+    assert_error(
+        &post_json(&app, json!({ "encoded": "0102" }).to_string()).await,
+        StatusCode::BAD_REQUEST,
+        "malformed",
+    );
 
-    let mut forged = tx(&keys[0], 0, TxKind::Transfer { to: keys[1].address(), amount: Amount::flock(1) });
+    let mut forged =
+        tx(&keys[0], 0, TxKind::Transfer { to: keys[1].address(), amount: Amount::flock(1) });
     forged.signature.0[5] ^= 0xff;
-    assert_error(&post_json(&app, serde_json::to_vec(&forged).unwrap()).await, StatusCode::BAD_REQUEST, "bad_signature");
+    assert_error(
+        &post_json(&app, serde_json::to_vec(&forged).unwrap()).await,
+        StatusCode::BAD_REQUEST,
+        "bad_signature",
+    );
 
     let mut wrong_chain = tx(&keys[0], 0, TxKind::Burn { amount: Amount::flock(1) }).tx;
     wrong_chain.chain_id = "elsewhere".into();
     let signed = wrong_chain.sign(&keys[0]);
-    assert_error(&post_json(&app, serde_json::to_vec(&signed).unwrap()).await, StatusCode::BAD_REQUEST, "wrong_chain_id");
+    assert_error(
+        &post_json(&app, serde_json::to_vec(&signed).unwrap()).await,
+        StatusCode::BAD_REQUEST,
+        "wrong_chain_id",
+    );
 
     let gap = tx(&keys[0], 3, TxKind::Burn { amount: Amount::flock(1) });
-    assert_error(&post_json(&app, serde_json::to_vec(&gap).unwrap()).await, StatusCode::CONFLICT, "nonce_gap");
+    assert_error(
+        &post_json(&app, serde_json::to_vec(&gap).unwrap()).await,
+        StatusCode::CONFLICT,
+        "nonce_gap",
+    );
 
-    let over = tx(&keys[0], 0, TxKind::Transfer { to: keys[1].address(), amount: Amount::flock(10_001) });
-    assert_error(&post_json(&app, serde_json::to_vec(&over).unwrap()).await, StatusCode::UNPROCESSABLE_ENTITY, "insufficient_balance");
+    let over =
+        tx(&keys[0], 0, TxKind::Transfer { to: keys[1].address(), amount: Amount::flock(10_001) });
+    assert_error(
+        &post_json(&app, serde_json::to_vec(&over).unwrap()).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "insufficient_balance",
+    );
 
-    let low = tx(&keys[0], 0, TxKind::Stake { target: StakeTarget::NETWORK, amount: Amount::flock(1) });
-    assert_error(&post_json(&app, serde_json::to_vec(&low).unwrap()).await, StatusCode::UNPROCESSABLE_ENTITY, "below_minimum");
+    let low =
+        tx(&keys[0], 0, TxKind::Stake { target: StakeTarget::NETWORK, amount: Amount::flock(1) });
+    assert_error(
+        &post_json(&app, serde_json::to_vec(&low).unwrap()).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "below_minimum",
+    );
 
     let big = vec![b'x'; 300 * 1024];
     let r = post_json(&app, big).await;
@@ -133,13 +184,25 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() {
     // A replay: the same transaction twice is a duplicate while pending.
     let ok = tx(&keys[0], 0, TxKind::Burn { amount: Amount::flock(1) });
     assert_eq!(post_json(&app, serde_json::to_vec(&ok).unwrap()).await.0, StatusCode::ACCEPTED);
-    assert_error(&post_json(&app, serde_json::to_vec(&ok).unwrap()).await, StatusCode::CONFLICT, "duplicate");
+    assert_error(
+        &post_json(&app, serde_json::to_vec(&ok).unwrap()).await,
+        StatusCode::CONFLICT,
+        "duplicate",
+    );
     let replay = tx(&keys[0], 0, TxKind::Burn { amount: Amount::flock(2) });
-    assert_error(&post_json(&app, serde_json::to_vec(&replay).unwrap()).await, StatusCode::CONFLICT, "nonce_replayed");
+    assert_error(
+        &post_json(&app, serde_json::to_vec(&replay).unwrap()).await,
+        StatusCode::CONFLICT,
+        "nonce_replayed",
+    );
 
     assert_error(&get(&app, "/v1/accounts/flk1nope").await, StatusCode::BAD_REQUEST, "bad_address");
     assert_error(&get(&app, "/v1/txs/1234").await, StatusCode::BAD_REQUEST, "bad_hash");
-    assert_error(&get(&app, &format!("/v1/txs/{}", Hash::of(b"x"))).await, StatusCode::NOT_FOUND, "not_found");
+    assert_error(
+        &get(&app, &format!("/v1/txs/{}", Hash::of(b"x"))).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
     assert_error(&get(&app, "/v1/blocks/99").await, StatusCode::NOT_FOUND, "not_found");
     assert_error(&get(&app, "/v1/blocks/abc").await, StatusCode::BAD_REQUEST, "bad_height");
     assert_error(&get(&app, "/v1/nothing").await, StatusCode::NOT_FOUND, "not_found");

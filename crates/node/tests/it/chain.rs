@@ -15,10 +15,23 @@ fn restart_resumes_with_the_same_state_and_root() {
         let chain = Chain::open(Box::new(store), g.clone()).unwrap();
         let node = flock_node::Node::new(chain, Default::default());
         let k = seq_key();
-        (node, flock_node::SoloSequencer::new(k.vrf(), k.account().address(), std::time::Duration::ZERO), ())
+        (
+            node,
+            flock_node::SoloSequencer::new(
+                k.vrf(),
+                k.account().address(),
+                std::time::Duration::ZERO,
+            ),
+            (),
+        )
     };
     for i in 0..7u64 {
-        node.submit(tx(&keys[0], i, TxKind::Transfer { to: keys[1].address(), amount: Amount::flock(1) })).unwrap();
+        node.submit(tx(
+            &keys[0],
+            i,
+            TxKind::Transfer { to: keys[1].address(), amount: Amount::flock(1) },
+        ))
+        .unwrap();
         produce(&node, &seq);
     }
     let (info, digest) = node.with_chain(|c| (c.info(), c.ledger().state().digest()));
@@ -42,11 +55,17 @@ fn memory_and_redb_chains_agree_on_every_root() {
     let dir = tempfile::tempdir().unwrap();
     let (g, keys) = genesis();
     let mut a = Chain::open(Box::new(MemStore::new()), g.clone()).unwrap();
-    let mut b = Chain::open(Box::new(RedbStore::open(dir.path().join("c.redb")).unwrap()), g).unwrap();
+    let mut b =
+        Chain::open(Box::new(RedbStore::open(dir.path().join("c.redb")).unwrap()), g).unwrap();
     assert_eq!(a.info(), b.info());
     let (node, seq, _) = node();
     for i in 0..12u64 {
-        node.submit(tx(&keys[i as usize % 4], i / 4, TxKind::Burn { amount: Amount::flock(i + 1) })).unwrap();
+        node.submit(tx(
+            &keys[i as usize % 4],
+            i / 4,
+            TxKind::Burn { amount: Amount::flock(i + 1) },
+        ))
+        .unwrap();
         let block = seq.build(&node);
         node.apply_finalized(&block).unwrap();
         let ra = a.apply_finalized(&block).unwrap();

@@ -1,4 +1,4 @@
-use flock_ledger::{test_utils, Genesis, Params, Transaction, TxKind, SignedTx};
+use flock_ledger::{test_utils, Genesis, Params, SignedTx, Transaction, TxKind};
 use flock_node::{Chain, MempoolLimits, Node, SequencerKey, SoloSequencer};
 use flock_primitives::{Amount, Keypair};
 use flock_storage::MemStore;
@@ -31,5 +31,6 @@ pub(crate) fn produce(node: &Node, seq: &SoloSequencer) -> flock_node::Committed
 }
 
 pub(crate) fn tx(key: &Keypair, nonce: u64, kind: TxKind) -> SignedTx {
-    Transaction { chain_id: test_utils::TEST_CHAIN.into(), signer: key.public(), nonce, kind }.sign(key)
+    Transaction { chain_id: test_utils::TEST_CHAIN.into(), signer: key.public(), nonce, kind }
+        .sign(key)
 }
