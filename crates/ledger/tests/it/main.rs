@@ -1,6 +1,7 @@
 //! Ledger integration tests: one binary, one module per area.
 
 mod common;
+mod conformance;
 mod economics;
 mod props;
 mod txs;
