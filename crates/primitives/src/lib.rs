@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`Amount`] | FLOCK in base units (`u128`, 18 decimals), checked arithmetic, parses and prints `1.5 FLOCK` |
 //! | [`Ppm`] | a ratio in parts per million (`1_000_000` = 100%), applied with floor rounding |
-//! | [`Hash`] | a 32-byte blake3 digest, printed as hex |
+//! | [`Hash`](struct@Hash) | a 32-byte blake3 digest, printed as hex |
 //! | [`Address`] | the 20-byte account id derived from an ed25519 public key; human form `flk1…` with a checksum |
 //! | [`Keypair`], [`PublicKey`], [`Signature`] | ed25519 (strict verification) |
 //! | [`VrfKeypair`], [`VrfPublicKey`], [`VrfProof`] | sr25519 VRF (schnorrkel) for draws anyone can re-check |
