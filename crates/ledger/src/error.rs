@@ -165,6 +165,77 @@ pub enum TxError {
     /// Nothing to claim.
     #[error("nothing to claim")]
     NothingToClaim,
+    /// No such AI Arena task.
+    #[error("no AI Arena task {0}")]
+    UnknownTask(u64),
+    /// A task spec that cannot run.
+    #[error("invalid task: {0}")]
+    InvalidTask(String),
+    /// The action belongs to another phase.
+    #[error("task {task} is in phase {actual}; this needs phase {expected}")]
+    WrongPhase {
+        /// The task.
+        task: u64,
+        /// The phase the action needs.
+        expected: &'static str,
+        /// The current phase.
+        actual: &'static str,
+    },
+    /// The sender holds no stake in the needed role.
+    #[error("{who} is not staked as {role} in task {task}")]
+    NotStaked {
+        /// Who.
+        who: Address,
+        /// The task.
+        task: u64,
+        /// The role needed.
+        role: crate::tx::Role,
+    },
+    /// A second commit in the same round.
+    #[error("already committed in round {round} of task {task}")]
+    AlreadyCommitted {
+        /// The task.
+        task: u64,
+        /// The round.
+        round: u32,
+    },
+    /// A reveal without a commit.
+    #[error("nothing was committed to reveal in round {round} of task {task}")]
+    NoCommit {
+        /// The task.
+        task: u64,
+        /// The round.
+        round: u32,
+    },
+    /// A reveal that does not match the commitment.
+    #[error("reveal does not match the commitment")]
+    RevealMismatch,
+    /// A second reveal.
+    #[error("already revealed")]
+    AlreadyRevealed,
+    /// Only the task's creator may do this.
+    #[error("only the creator of task {0} can reveal its validation set")]
+    NotCreator(u64),
+    /// No such submission in the round.
+    #[error("no submission {submission} in round {round} of task {task}")]
+    UnknownSubmission {
+        /// The task.
+        task: u64,
+        /// The round.
+        round: u32,
+        /// The submission index.
+        submission: u32,
+    },
+    /// The validator was not drawn for this submission.
+    #[error(
+        "{validator} was not drawn to validate submission {submission} (check the public draw)"
+    )]
+    NotAssigned {
+        /// The validator.
+        validator: Address,
+        /// The submission.
+        submission: u32,
+    },
     /// An arithmetic overflow or broken invariant: a bug, never the sender's fault.
     #[error("internal ledger error: {0}")]
     Internal(&'static str),
@@ -198,6 +269,17 @@ impl TxError {
             Self::InsufficientDelegation { .. } => "insufficient_delegation",
             Self::PoolInsolvent(_) => "pool_insolvent",
             Self::NothingToClaim => "nothing_to_claim",
+            Self::UnknownTask(_) => "unknown_task",
+            Self::InvalidTask(_) => "invalid_task",
+            Self::WrongPhase { .. } => "wrong_phase",
+            Self::NotStaked { .. } => "not_staked",
+            Self::AlreadyCommitted { .. } => "already_committed",
+            Self::NoCommit { .. } => "no_commit",
+            Self::RevealMismatch => "reveal_mismatch",
+            Self::AlreadyRevealed => "already_revealed",
+            Self::NotCreator(_) => "not_creator",
+            Self::UnknownSubmission { .. } => "unknown_submission",
+            Self::NotAssigned { .. } => "not_assigned",
             Self::Internal(_) => "internal",
         }
     }

@@ -158,6 +158,109 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// An AI Arena task was opened.
+    ArenaTaskCreated {
+        /// Task id.
+        task: u64,
+        /// Creator.
+        creator: Address,
+        /// Title.
+        title: String,
+        /// First block of round 0.
+        start: Height,
+        /// First block after the last round.
+        end: Height,
+        /// Deposit moved into the task's pool.
+        deposit: Amount,
+    },
+    /// A training node sealed a submission.
+    SubmissionCommitted {
+        /// Task.
+        task: u64,
+        /// Round.
+        round: u32,
+        /// Node.
+        node: Address,
+    },
+    /// A training node revealed its submission.
+    SubmissionRevealed {
+        /// Task.
+        task: u64,
+        /// Round.
+        round: u32,
+        /// Index in the round.
+        submission: u32,
+        /// Node.
+        node: Address,
+        /// Model artifact.
+        artifact: Hash,
+    },
+    /// The creator revealed a round's validation set.
+    ValidationSetRevealed {
+        /// Task.
+        task: u64,
+        /// Round.
+        round: u32,
+        /// Artifact hash of the set.
+        set_hash: Hash,
+    },
+    /// Validators were drawn for a round's submissions.
+    ValidatorsDrawn {
+        /// Task.
+        task: u64,
+        /// Round.
+        round: u32,
+        /// The seed used.
+        seed: Hash,
+        /// `(submission, validators)`.
+        assignments: Vec<(u32, Vec<Address>)>,
+    },
+    /// A validator sealed a score.
+    ScoreCommitted {
+        /// Task.
+        task: u64,
+        /// Round.
+        round: u32,
+        /// Submission.
+        submission: u32,
+        /// Validator.
+        validator: Address,
+    },
+    /// A validator revealed a score.
+    ScoreRevealed {
+        /// Task.
+        task: u64,
+        /// Round.
+        round: u32,
+        /// Submission.
+        submission: u32,
+        /// Validator.
+        validator: Address,
+        /// The score (fixed point, millionths).
+        score: u64,
+    },
+    /// A round was settled.
+    RoundSettled {
+        /// Task.
+        task: u64,
+        /// Round.
+        round: u32,
+        /// Budget.
+        budget: Amount,
+        /// Paid to nodes.
+        nodes_paid: Amount,
+        /// Paid to validators.
+        validators_paid: Amount,
+        /// Carried over.
+        carried: Amount,
+    },
+    /// A task finished; what was left went to the community pool.
+    TaskFinished {
+        /// Task.
+        task: u64,
+        /// Returned to the community pool.
+        returned: Amount,
+    },
     /// Rewards claimed.
     Claimed {
         /// Claimant.

@@ -72,7 +72,7 @@ impl Ledger {
         }
         state.update_globals(|g| g.minted = minted);
         state.clear_undo();
-        Ok(Self { state, params: p, sinks: Vec::new() })
+        Ok(Self { state, params: p, sinks: default_sinks() })
     }
 
     /// Rebuilds the ledger from stored state entries (restart).
@@ -87,7 +87,7 @@ impl Ledger {
         if state.globals.get(&()).is_none() {
             return Err("stored state has no globals".into());
         }
-        Ok(Self { state, params, sinks: Vec::new() })
+        Ok(Self { state, params, sinks: default_sinks() })
     }
 
     /// Registers a product's emission sink (order matters and must be the same on every node).
@@ -263,6 +263,7 @@ impl Ledger {
         });
         let mut receipts = BlockReceipts::default();
         self.state.release_unbonded(now, &mut receipts.begin).map_err(internal)?;
+        self.state.arena_begin_block(now, h.seed, &mut receipts.begin);
         for (index, tx) in block.txs.iter().enumerate() {
             self.check_nonce(tx).map_err(|error| BlockError::InvalidTx { index, error })?;
             self.bump_nonce(tx);
@@ -284,6 +285,7 @@ impl Ledger {
                 events,
             });
         }
+        self.state.arena_end_block(now, &self.params, &mut receipts.end).map_err(internal)?;
         if let Some(epoch) = epoch_ending_at(&self.params, now) {
             run_emission(&mut self.state, &self.params, &self.sinks, epoch, now, &mut receipts.end)
                 .map_err(internal)?;
@@ -308,8 +310,29 @@ impl Ledger {
             }
             TxKind::SetShare { share } => s.set_share(&sender, *share, now, p, ev),
             TxKind::Claim { from } => s.claim(&sender, *from, now, p, ev).map(|_| ()),
+            TxKind::ArenaCreate { spec } => s.arena_create(&sender, spec, now, p, ev).map(|_| ()),
+            TxKind::ArenaCommit { task, commitment } => {
+                s.arena_commit(&sender, *task, *commitment, now, ev)
+            }
+            TxKind::ArenaReveal { task, artifact, salt } => {
+                s.arena_reveal(&sender, *task, *artifact, *salt, now, ev).map(|_| ())
+            }
+            TxKind::ArenaRevealValidation { task, set_hash, salt } => {
+                s.arena_reveal_validation(&sender, *task, *set_hash, *salt, now, ev)
+            }
+            TxKind::ArenaScoreCommit { task, submission, commitment } => {
+                s.arena_score_commit(&sender, *task, *submission, *commitment, now, ev)
+            }
+            TxKind::ArenaScoreReveal { task, submission, score, salt } => {
+                s.arena_score_reveal(&sender, *task, *submission, *score, *salt, now, ev)
+            }
         }
     }
+}
+
+/// The products that share the emission, in a fixed order (every node must agree on it).
+fn default_sinks() -> Vec<Arc<dyn EmissionSink>> {
+    vec![Arc::new(crate::arena::ArenaSink)]
 }
 
 fn internal(e: TxError) -> BlockError {

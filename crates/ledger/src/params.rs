@@ -45,6 +45,18 @@ pub struct Params {
     pub max_tx_bytes: u32,
     /// Most transactions in one block.
     pub max_block_txs: u32,
+    /// Smallest creator deposit for an AI Arena task.
+    pub arena_min_deposit: Amount,
+    /// Most rounds of an AI Arena task.
+    pub arena_max_rounds: u32,
+    /// Longest phase of an AI Arena round, in blocks.
+    pub arena_max_phase_blocks: u64,
+    /// Slash of a validator's task stake when it misses a score reveal in a round.
+    pub arena_miss_slash: Ppm,
+    /// Relative distance from consensus at which a validator's quality for a score reaches 0.
+    pub arena_score_tolerance: Ppm,
+    /// How task stake weighs in the emission split (β).
+    pub arena_stake_weight: crate::arena::StakeWeight,
 }
 
 impl Default for Params {
@@ -69,6 +81,12 @@ impl Default for Params {
             delegator_claim_fee: Ppm::from_ppm(145_000).unwrap_or(Ppm::ZERO),
             max_tx_bytes: 64 * 1024,
             max_block_txs: 10_000,
+            arena_min_deposit: Amount::flock(100),
+            arena_max_rounds: 100,
+            arena_max_phase_blocks: 1_000_000,
+            arena_miss_slash: pct(5),
+            arena_score_tolerance: pct(10),
+            arena_stake_weight: crate::arena::StakeWeight::Linear,
         }
     }
 }
@@ -84,6 +102,8 @@ impl Params {
             ("slash_pool", self.slash_pool),
             ("operator_claim_fee", self.operator_claim_fee),
             ("delegator_claim_fee", self.delegator_claim_fee),
+            ("arena_miss_slash", self.arena_miss_slash),
+            ("arena_score_tolerance", self.arena_score_tolerance),
         ] {
             p.check().map_err(|e| format!("{name}: {e}"))?;
         }
@@ -104,6 +124,9 @@ impl Params {
         }
         if self.max_tx_bytes < 256 {
             return Err("max_tx_bytes must be at least 256".into());
+        }
+        if self.arena_score_tolerance == Ppm::ZERO {
+            return Err("arena_score_tolerance must be above 0".into());
         }
         if self.max_block_txs == 0 {
             return Err("max_block_txs must be at least 1".into());

@@ -4,7 +4,12 @@
 //! by the storage layer over exactly these bytes, so two nodes with the same tables have the
 //! same root. Prefix bytes are part of the wire format: never renumber them.
 
-use crate::{params::Params, table::Table, tx::StakeTarget};
+use crate::{
+    arena::{ArenaMeta, ArenaTask, RoundDraw, RoundResult, Score, Submission, SubmissionCommit},
+    params::Params,
+    table::Table,
+    tx::StakeTarget,
+};
 use borsh::{BorshDeserialize, BorshSerialize};
 use flock_primitives::{Address, Amount, Hash, Height, Ppm};
 use serde::{Deserialize, Serialize};
@@ -248,6 +253,26 @@ state_tables! {
     pool_vesting: (Address, Height) => Amount = 0x0b,
     /// Per-task pools (slashes, creator deposits); task 0 uses the community pool instead.
     task_pools: u64 => Amount = 0x0c,
+    /// Arena counters (one entry).
+    arena_meta: () => ArenaMeta = 0x20,
+    /// Arena tasks by id.
+    arena_tasks: u64 => ArenaTask = 0x21,
+    /// Sealed submissions by (task, round, node).
+    arena_commits: (u64, u32, Address) => SubmissionCommit = 0x22,
+    /// Revealed submissions by (task, round, index in reveal order).
+    arena_submissions: (u64, u32, u32) => Submission = 0x23,
+    /// The public inputs of each round's validator draw by (task, round).
+    arena_draws: (u64, u32) => RoundDraw = 0x24,
+    /// Assigned validators by (task, round, submission).
+    arena_assignments: (u64, u32, u32) => Vec<Address> = 0x25,
+    /// Sealed scores by (task, round, submission, validator).
+    arena_score_commits: (u64, u32, u32, Address) => Hash = 0x26,
+    /// Revealed scores by (task, round, submission, validator).
+    arena_scores: (u64, u32, u32, Address) => Score = 0x27,
+    /// Revealed validation-set hashes by (task, round).
+    arena_validation: (u64, u32) => Hash = 0x28,
+    /// Settled rounds by (task, round).
+    arena_results: (u64, u32) => RoundResult = 0x29,
 }
 
 impl State {

@@ -29,6 +29,8 @@ pub struct SupplyReport {
     pub community_pool: Amount,
     /// Task pools.
     pub task_pools: Amount,
+    /// AI Arena reward pools and unreleased creator deposits.
+    pub arena_pools: Amount,
 }
 
 fn sum<'a>(it: impl Iterator<Item = &'a Amount>) -> Amount {
@@ -51,7 +53,8 @@ impl SupplyReport {
                 + self.pool_rewards.0
                 + self.unclaimed_rewards.0
                 + self.community_pool.0
-                + self.task_pools.0,
+                + self.task_pools.0
+                + self.arena_pools.0,
         )
     }
 
@@ -84,6 +87,9 @@ impl State {
             ),
             community_pool: g.community_pool,
             task_pools: sum(self.task_pools.iter().map(|(_, a)| a)),
+            arena_pools: Amount(
+                self.arena_tasks.iter().map(|(_, t)| t.pool.0 + t.deposit_left.0).sum(),
+            ),
         }
     }
 }

@@ -171,6 +171,56 @@ pub enum TxKind {
         #[serde(flatten)]
         from: ClaimFrom,
     },
+    /// Open an AI Arena task (the deposit moves into its reward pool).
+    ArenaCreate {
+        /// The task.
+        spec: Box<crate::arena::ArenaTaskSpec>,
+    },
+    /// Seal a submission in the train phase.
+    ArenaCommit {
+        /// Task.
+        task: TaskId,
+        /// `arena::submission_commitment(task, round, sender, artifact, salt)`.
+        commitment: Hash,
+    },
+    /// Reveal the sealed submission in the reveal phase.
+    ArenaReveal {
+        /// Task.
+        task: TaskId,
+        /// The model artifact hash.
+        artifact: Hash,
+        /// The salt used in the commitment.
+        salt: Hash,
+    },
+    /// The creator reveals the round's validation set in the reveal phase.
+    ArenaRevealValidation {
+        /// Task.
+        task: TaskId,
+        /// Artifact hash of the validation set.
+        set_hash: Hash,
+        /// The salt used in the commitment.
+        salt: Hash,
+    },
+    /// A drawn validator seals its score in the validate-commit phase.
+    ArenaScoreCommit {
+        /// Task.
+        task: TaskId,
+        /// Submission index in the round.
+        submission: u32,
+        /// `arena::score_commitment(task, round, submission, sender, score, salt)`.
+        commitment: Hash,
+    },
+    /// A drawn validator reveals its score in the validate-reveal phase.
+    ArenaScoreReveal {
+        /// Task.
+        task: TaskId,
+        /// Submission index in the round.
+        submission: u32,
+        /// The score (fixed point, millionths; `u64::MAX` = invalid model).
+        score: crate::arena::Score,
+        /// The salt used in the commitment.
+        salt: Hash,
+    },
 }
 
 /// The signed part of a transaction.
@@ -269,7 +319,13 @@ impl SignedTx {
                 share.check().map_err(|e| TxError::Malformed(e.to_string()))?;
                 None
             }
-            TxKind::Claim { .. } => None,
+            TxKind::ArenaCreate { spec } => Some(spec.deposit),
+            TxKind::Claim { .. }
+            | TxKind::ArenaCommit { .. }
+            | TxKind::ArenaReveal { .. }
+            | TxKind::ArenaRevealValidation { .. }
+            | TxKind::ArenaScoreCommit { .. }
+            | TxKind::ArenaScoreReveal { .. } => None,
         };
         if amount.is_some_and(Amount::is_zero) {
             return Err(TxError::ZeroAmount);
