@@ -102,6 +102,9 @@ pub(crate) struct NodeArgs {
     /// Skip fsync on commit (benchmarks only: a crash may lose recent blocks).
     #[arg(long)]
     pub no_fsync: bool,
+    /// Largest artifact (model, update, dataset) the node stores, in bytes.
+    #[arg(long, default_value_t = flock_node::server::DEFAULT_MAX_ARTIFACT_BYTES)]
+    pub max_artifact_bytes: u64,
 }
 
 #[derive(Debug, Args)]

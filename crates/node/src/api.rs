@@ -34,16 +34,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self { status, code: code.to_owned(), message: message.into() }
     }
-    fn bad(code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad(code: &str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
-    fn internal(e: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     }
 }
@@ -75,11 +75,11 @@ impl From<SubmitError> for ApiError {
     }
 }
 
-type ApiResult<T = Json<Value>> = Result<T, ApiError>;
+pub(crate) type ApiResult<T = Json<Value>> = Result<T, ApiError>;
 
 #[derive(Clone)]
-struct AppState {
-    node: Node,
+pub(crate) struct AppState {
+    pub(crate) node: Node,
     metrics: PrometheusHandle,
 }
 
@@ -99,8 +99,10 @@ pub fn router(node: Node) -> Router {
         .route("/v1/blocks/latest", get(latest_block))
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/events", get(events))
+        .merge(crate::api_arena::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint; see the README for the API") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .merge(crate::api_artifacts::routes())
         .with_state(state)
 }
 
@@ -190,11 +192,11 @@ async fn submit(
     Ok((StatusCode::ACCEPTED, Json(json!({ "hash": hash, "status": "pending" }))))
 }
 
-fn parse_hash(s: &str) -> Result<Hash, ApiError> {
+pub(crate) fn parse_hash(s: &str) -> Result<Hash, ApiError> {
     s.parse().map_err(|e| ApiError::bad("bad_hash", format!("{e}")))
 }
 
-fn parse_address(s: &str) -> Result<Address, ApiError> {
+pub(crate) fn parse_address(s: &str) -> Result<Address, ApiError> {
     s.parse().map_err(|e| ApiError::bad("bad_address", format!("{e}")))
 }
 

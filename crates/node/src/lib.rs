@@ -23,6 +23,9 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod api;
+mod api_arena;
+mod api_artifacts;
+pub mod artifacts;
 pub mod chain;
 pub mod client;
 pub mod keystore;

@@ -9,6 +9,7 @@
 //! ```
 
 use crate::{
+    artifacts::ArtifactStore,
     chain::{Chain, ChainError, Committed},
     mempool::{Mempool, MempoolLimits, SubmitError},
     metrics as m,
@@ -29,11 +30,21 @@ struct Inner {
     chain: RwLock<Chain>,
     mempool: Mutex<Mempool>,
     height: watch::Sender<u64>,
+    artifacts: Option<Arc<ArtifactStore>>,
 }
 
 impl Node {
     /// A node over an opened chain.
     pub fn new(chain: Chain, limits: MempoolLimits) -> Self {
+        Self::build(chain, limits, None)
+    }
+
+    /// A node that also serves an artifact store.
+    pub fn with_artifacts(chain: Chain, limits: MempoolLimits, artifacts: ArtifactStore) -> Self {
+        Self::build(chain, limits, Some(Arc::new(artifacts)))
+    }
+
+    fn build(chain: Chain, limits: MempoolLimits, artifacts: Option<Arc<ArtifactStore>>) -> Self {
         let mempool = Mempool::new(chain.ledger(), limits);
         let (height, _) = watch::channel(chain.info().height.0);
         m::set_height(chain.info().height.0);
@@ -42,8 +53,14 @@ impl Node {
                 chain: RwLock::new(chain),
                 mempool: Mutex::new(mempool),
                 height,
+                artifacts,
             }),
         }
+    }
+
+    /// The artifact store, if this node serves one.
+    pub fn artifacts(&self) -> Option<Arc<ArtifactStore>> {
+        self.inner.artifacts.clone()
     }
 
     /// Runs `f` with read access to the chain.

@@ -3,6 +3,7 @@
 
 use crate::{
     api,
+    artifacts::ArtifactStore,
     chain::{Chain, ChainError},
     mempool::MempoolLimits,
     node::{drive, Node},
@@ -100,7 +101,12 @@ pub struct NodeConfig {
     pub mempool: MempoolLimits,
     /// fsync every block (turn off only for benchmarks).
     pub fsync: bool,
+    /// Largest artifact the store accepts.
+    pub max_artifact_bytes: u64,
 }
+
+/// Default artifact size limit: 2 GiB.
+pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 2 << 30;
 
 /// A running node.
 #[derive(Debug)]
@@ -124,7 +130,12 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         .with_context(|| format!("opening store {}", db.display()))?;
     let chain = Chain::open(Box::new(store), config.genesis.clone())?;
     tracing::info!(height = chain.info().height.0, root = %chain.info().state_root, "chain opened");
-    let node = Node::new(chain, config.mempool);
+    let artifacts =
+        ArtifactStore::open(&config.data_dir.join("artifacts"), config.max_artifact_bytes)
+            .with_context(|| {
+                format!("opening the artifact store in {}", config.data_dir.display())
+            })?;
+    let node = Node::with_artifacts(chain, config.mempool, artifacts);
 
     let Some(key) = config.sequencer.clone() else {
         bail!("no sequencer key: a solo node needs the key named in the genesis (--sequencer-key)");

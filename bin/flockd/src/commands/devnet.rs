@@ -74,6 +74,7 @@ pub(crate) async fn run(a: DevnetArgs, json: bool) -> anyhow::Result<()> {
         sequencer: Some(seq),
         mempool: MempoolLimits::default(),
         fsync: true,
+        max_artifact_bytes: flock_node::server::DEFAULT_MAX_ARTIFACT_BYTES,
     })
     .await?;
     let url = running.url();

@@ -21,6 +21,7 @@ pub(crate) async fn run(a: NodeArgs) -> anyhow::Result<()> {
         sequencer,
         mempool: MempoolLimits::default(),
         fsync: !a.no_fsync,
+        max_artifact_bytes: a.max_artifact_bytes,
     })
     .await?;
     println!("flockd node: API at {} (height {})", running.url(), running.node.tip().height);
