@@ -254,6 +254,97 @@ pub enum Event {
         /// Carried over.
         carried: Amount,
     },
+    /// An FL Alliance task was opened.
+    AllianceTaskCreated {
+        /// Task id.
+        task: u64,
+        /// Creator.
+        creator: Address,
+        /// Title.
+        title: String,
+        /// First block of round 0 (joining closes).
+        rounds_start: Height,
+        /// First block after the last round.
+        end: Height,
+        /// Creator-funded pool.
+        pool: Amount,
+    },
+    /// Too few members joined.
+    AllianceCancelled {
+        /// Task.
+        task: u64,
+        /// Members that had joined.
+        members: u32,
+        /// Pool returned to the creator.
+        refunded: Amount,
+    },
+    /// Roles of a round were drawn.
+    RolesDrawn {
+        /// Task.
+        task: u64,
+        /// Round.
+        round: u32,
+        /// Seed.
+        seed: Hash,
+        /// Proposers.
+        proposers: Vec<Address>,
+        /// Voters.
+        voters: Vec<Address>,
+    },
+    /// A proposer posted an update.
+    UpdateProposed {
+        /// Task.
+        task: u64,
+        /// Round.
+        round: u32,
+        /// Index in the round.
+        index: u32,
+        /// Proposer.
+        proposer: Address,
+        /// Update artifact hash.
+        update: Hash,
+    },
+    /// A voter sealed its vote.
+    VoteCommitted {
+        /// Task.
+        task: u64,
+        /// Round.
+        round: u32,
+        /// Voter.
+        voter: Address,
+    },
+    /// A voter revealed its vote.
+    VoteRevealed {
+        /// Task.
+        task: u64,
+        /// Round.
+        round: u32,
+        /// Voter.
+        voter: Address,
+        /// Its aggregate's hash.
+        aggregate: Hash,
+        /// Accept or reject.
+        accept: bool,
+        /// Its evaluation (millionths).
+        score: u64,
+    },
+    /// A federated round was decided.
+    RoundDecided {
+        /// Task.
+        task: u64,
+        /// Round.
+        round: u32,
+        /// Accepted?
+        accepted: bool,
+        /// Stake-weighted tally (decimal string: it may be negative).
+        tally: String,
+        /// Adopted aggregate.
+        adopted: Option<Hash>,
+        /// The global model after the round.
+        global_model: Hash,
+        /// Rewards paid.
+        paid: Amount,
+    },
     /// A task finished; what was left went to the community pool.
     TaskFinished {
         /// Task.

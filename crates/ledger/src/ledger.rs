@@ -264,6 +264,9 @@ impl Ledger {
         let mut receipts = BlockReceipts::default();
         self.state.release_unbonded(now, &mut receipts.begin).map_err(internal)?;
         self.state.arena_begin_block(now, h.seed, &mut receipts.begin);
+        self.state
+            .alliance_begin_block(now, h.seed, &self.params, &mut receipts.begin)
+            .map_err(internal)?;
         for (index, tx) in block.txs.iter().enumerate() {
             self.check_nonce(tx).map_err(|error| BlockError::InvalidTx { index, error })?;
             self.bump_nonce(tx);
@@ -286,6 +289,7 @@ impl Ledger {
             });
         }
         self.state.arena_end_block(now, &self.params, &mut receipts.end).map_err(internal)?;
+        self.state.alliance_end_block(now, &self.params, &mut receipts.end).map_err(internal)?;
         if let Some(epoch) = epoch_ending_at(&self.params, now) {
             run_emission(&mut self.state, &self.params, &self.sinks, epoch, now, &mut receipts.end)
                 .map_err(internal)?;
@@ -326,13 +330,28 @@ impl Ledger {
             TxKind::ArenaScoreReveal { task, submission, score, salt } => {
                 s.arena_score_reveal(&sender, *task, *submission, *score, *salt, now, ev)
             }
+            TxKind::AllianceCreate { spec } => {
+                s.alliance_create(&sender, spec, now, p, ev).map(|_| ())
+            }
+            TxKind::AllianceJoin { task, amount } => {
+                s.alliance_join(&sender, *task, *amount, now, ev)
+            }
+            TxKind::AlliancePropose { task, update } => {
+                s.alliance_propose(&sender, *task, *update, now, ev)
+            }
+            TxKind::AllianceVoteCommit { task, commitment } => {
+                s.alliance_vote_commit(&sender, *task, *commitment, now, ev)
+            }
+            TxKind::AllianceVoteReveal { task, vote, salt } => {
+                s.alliance_vote_reveal(&sender, *task, vote, *salt, now, ev)
+            }
         }
     }
 }
 
 /// The products that share the emission, in a fixed order (every node must agree on it).
 fn default_sinks() -> Vec<Arc<dyn EmissionSink>> {
-    vec![Arc::new(crate::arena::ArenaSink)]
+    vec![Arc::new(crate::alliance::AllianceSink), Arc::new(crate::arena::ArenaSink)]
 }
 
 fn internal(e: TxError) -> BlockError {

@@ -29,6 +29,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![deny(clippy::float_arithmetic, clippy::disallowed_methods)]
 
+pub mod alliance;
 pub mod arena;
 mod block;
 mod delegation;

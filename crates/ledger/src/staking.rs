@@ -74,8 +74,21 @@ impl State {
         amount: Amount,
         events: &mut Vec<Event>,
     ) -> Result<(), TxError> {
+        self.stake_into(staker, target, amount, false, events)
+    }
+
+    /// [`State::stake`], optionally into a target closed to plain staking (products that admit
+    /// participants themselves, like FL Alliance joins).
+    pub fn stake_into(
+        &mut self,
+        staker: &Address,
+        target: StakeTarget,
+        amount: Amount,
+        even_if_closed: bool,
+        events: &mut Vec<Event>,
+    ) -> Result<(), TxError> {
         let info = self.targets.get(&target).cloned().ok_or(TxError::UnknownTarget(target))?;
-        if !info.open {
+        if !info.open && !even_if_closed {
             return Err(TxError::TargetClosed(target));
         }
         if let Some(existing) = self.role_in_task(staker, target.task) {

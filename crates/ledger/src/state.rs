@@ -5,6 +5,7 @@
 //! same root. Prefix bytes are part of the wire format: never renumber them.
 
 use crate::{
+    alliance::{AllianceRound, AllianceTask, RoleDraw, Vote},
     arena::{ArenaMeta, ArenaTask, RoundDraw, RoundResult, Score, Submission, SubmissionCommit},
     params::Params,
     table::Table,
@@ -273,6 +274,18 @@ state_tables! {
     arena_validation: (u64, u32) => Hash = 0x28,
     /// Settled rounds by (task, round).
     arena_results: (u64, u32) => RoundResult = 0x29,
+    /// FL Alliance tasks by id.
+    alliance_tasks: u64 => AllianceTask = 0x30,
+    /// Role draws by (task, round).
+    alliance_draws: (u64, u32) => RoleDraw = 0x31,
+    /// Proposals `(proposer, update hash)` by (task, round, index).
+    alliance_proposals: (u64, u32, u32) => (Address, Hash) = 0x32,
+    /// Sealed votes by (task, round, voter).
+    alliance_vote_commits: (u64, u32, Address) => Hash = 0x33,
+    /// Revealed votes by (task, round, voter).
+    alliance_votes: (u64, u32, Address) => Vote = 0x34,
+    /// Decided rounds by (task, round).
+    alliance_rounds: (u64, u32) => AllianceRound = 0x35,
 }
 
 impl State {

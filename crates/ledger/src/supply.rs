@@ -31,6 +31,8 @@ pub struct SupplyReport {
     pub task_pools: Amount,
     /// AI Arena reward pools and unreleased creator deposits.
     pub arena_pools: Amount,
+    /// FL Alliance reward pools.
+    pub alliance_pools: Amount,
 }
 
 fn sum<'a>(it: impl Iterator<Item = &'a Amount>) -> Amount {
@@ -54,7 +56,8 @@ impl SupplyReport {
                 + self.unclaimed_rewards.0
                 + self.community_pool.0
                 + self.task_pools.0
-                + self.arena_pools.0,
+                + self.arena_pools.0
+                + self.alliance_pools.0,
         )
     }
 
@@ -90,6 +93,7 @@ impl State {
             arena_pools: Amount(
                 self.arena_tasks.iter().map(|(_, t)| t.pool.0 + t.deposit_left.0).sum(),
             ),
+            alliance_pools: Amount(self.alliance_tasks.iter().map(|(_, t)| t.pool.0).sum()),
         }
     }
 }

@@ -221,6 +221,41 @@ pub enum TxKind {
         /// The salt used in the commitment.
         salt: Hash,
     },
+    /// Open an FL Alliance task (the reward pool moves into it).
+    AllianceCreate {
+        /// The task.
+        spec: Box<crate::alliance::AllianceTaskSpec>,
+    },
+    /// Join an FL Alliance task with a stake, in its join phase.
+    AllianceJoin {
+        /// Task.
+        task: TaskId,
+        /// Stake.
+        amount: Amount,
+    },
+    /// A drawn proposer posts its update's artifact hash.
+    AlliancePropose {
+        /// Task.
+        task: TaskId,
+        /// The update artifact hash.
+        update: Hash,
+    },
+    /// A drawn voter seals its vote.
+    AllianceVoteCommit {
+        /// Task.
+        task: TaskId,
+        /// `alliance::vote_commitment(task, round, sender, vote, salt)`.
+        commitment: Hash,
+    },
+    /// A drawn voter reveals its vote.
+    AllianceVoteReveal {
+        /// Task.
+        task: TaskId,
+        /// The vote.
+        vote: crate::alliance::Vote,
+        /// The salt used in the commitment.
+        salt: Hash,
+    },
 }
 
 /// The signed part of a transaction.
@@ -320,6 +355,11 @@ impl SignedTx {
                 None
             }
             TxKind::ArenaCreate { spec } => Some(spec.deposit),
+            TxKind::AllianceCreate { spec } => Some(spec.reward_pool),
+            TxKind::AllianceJoin { amount, .. } => Some(*amount),
+            TxKind::AlliancePropose { .. }
+            | TxKind::AllianceVoteCommit { .. }
+            | TxKind::AllianceVoteReveal { .. } => None,
             TxKind::Claim { .. }
             | TxKind::ArenaCommit { .. }
             | TxKind::ArenaReveal { .. }

@@ -1,5 +1,6 @@
 //! Ledger integration tests: one binary, one module per area.
 
+mod alliance;
 mod arena;
 mod common;
 mod conformance;

@@ -1,0 +1,278 @@
+//! FL Alliance on the ledger: draws, tally, rewards, slashing, removal, bad input.
+
+use crate::common::*;
+use flock_ledger::{
+    alliance::{
+        make_draw, member_target, vote_commitment, Aggregation, AlliancePhases, AllianceStatus,
+        AllianceTaskSpec, MemberRole, Privacy, Vote,
+    },
+    test_utils::{apply, sign},
+    Ledger, Params, TxError, TxKind, TxStatus,
+};
+use flock_primitives::{Address, Amount, Hash, Keypair, Ppm};
+
+fn spec(rounds: u32, min_members: u32) -> AllianceTaskSpec {
+    AllianceTaskSpec {
+        title: "glucose".into(),
+        model: Hash::of(b"init"),
+        rounds,
+        min_members,
+        max_members: 5,
+        min_stake: flock(95),
+        proposer_ratio: Ppm::percent(40).unwrap(),
+        slash_rate: Ppm::percent(10).unwrap(),
+        proposer_share: Ppm::percent(50).unwrap(),
+        reward_pool: flock(1_000),
+        aggregation: Aggregation::TrimmedMean { trim: 1 },
+        privacy: Privacy::Plaintext,
+        phases: AlliancePhases { join: 16, propose: 6, vote_commit: 7, vote_reveal: 6 },
+    }
+}
+
+fn run(l: &mut Ledger, k: &Keypair, kind: TxKind) -> Result<(), String> {
+    let tx = sign(k, l.state().account(&k.address()).nonce, kind);
+    let r = apply(l, vec![tx]).unwrap();
+    assert_conserved(l);
+    match &r.txs[0].status {
+        TxStatus::Ok => Ok(()),
+        TxStatus::Failed { code, .. } => Err(code.clone()),
+    }
+}
+
+fn reject(l: &mut Ledger, k: &Keypair, kind: TxKind) -> TxError {
+    let before = l.state().digest();
+    let tx = sign(k, l.state().account(&k.address()).nonce, kind);
+    let e = l.apply_pending_tx(&tx).unwrap_err();
+    assert_eq!(l.state().digest(), before, "{e}");
+    e
+}
+
+fn to_phase(l: &mut Ledger, task: u64, phase: &str) {
+    for _ in 0..100 {
+        if l.state().alliance_task(task).unwrap().phase_at(l.height().next()).name() == phase {
+            return;
+        }
+        advance(l, 1);
+    }
+    panic!("no phase {phase}");
+}
+
+fn setup(p: Params) -> (Ledger, Vec<Keypair>, u64) {
+    let (mut l, k) = fresh_with(p);
+    run(&mut l, &k[0], TxKind::AllianceCreate { spec: Box::new(spec(2, 3)) }).unwrap();
+    (l, k, 1)
+}
+
+#[test]
+fn rounds_are_decided_paid_and_slashed() {
+    let (mut l, k, task) = setup(Params { epoch_length: 1_000_000, ..params() });
+    for m in &k[1..6] {
+        run(&mut l, m, TxKind::AllianceJoin { task, amount: flock(100) }).unwrap();
+    }
+    // Plain staking cannot bypass the join rules.
+    assert_eq!(
+        reject(&mut l, &k[0], TxKind::Stake { target: member_target(task), amount: flock(100) }),
+        TxError::TargetClosed(member_target(task))
+    );
+    to_phase(&mut l, task, "propose");
+    advance(&mut l, 1);
+    assert_eq!(l.state().alliance_task(task).unwrap().status, AllianceStatus::Running);
+
+    for round in 0..2u32 {
+        if l.state().alliance_draws.get(&(task, round)).is_none() {
+            advance(&mut l, 1); // roles are drawn at the round's first block
+        }
+        let draw = l.state().alliance_draws.get(&(task, round)).unwrap().clone();
+        // The draw re-checks from public data: the members, their stakes and the block seed.
+        let members: Vec<(Address, Amount)> = draw.members.iter().map(|m| (m.0, m.1)).collect();
+        assert_eq!(
+            make_draw(&members, draw.seed, task, round, Ppm::percent(40).unwrap(), draw.height),
+            draw
+        );
+        let key = |a: &Address| k.iter().find(|x| x.address() == *a).unwrap().clone();
+        let proposers: Vec<Keypair> = draw
+            .members
+            .iter()
+            .filter(|m| m.2 == MemberRole::Proposer)
+            .map(|m| key(&m.0))
+            .collect();
+        let voters: Vec<Keypair> =
+            draw.members.iter().filter(|m| m.2 == MemberRole::Voter).map(|m| key(&m.0)).collect();
+        assert!(!proposers.is_empty() && !voters.is_empty());
+        // Roles are enforced.
+        let e = reject(&mut l, &voters[0], TxKind::AlliancePropose { task, update: Hash::ZERO });
+        assert!(matches!(e, TxError::NotAssigned { .. }), "{e}");
+        for (i, p) in proposers.iter().enumerate() {
+            run(
+                &mut l,
+                p,
+                TxKind::AlliancePropose { task, update: Hash::of(&[round as u8, i as u8]) },
+            )
+            .unwrap();
+        }
+        to_phase(&mut l, task, "vote_commit");
+        let agg = Hash::of(&[b'a', round as u8]);
+        // Round 0: everyone accepts. Round 1: all but one reject.
+        // With three or more voters, one of them accepts in round 1 (and is in the minority).
+        let votes: Vec<Vote> = (0..voters.len())
+            .map(|i| Vote {
+                aggregate: agg,
+                accept: round == 0 || (i == 0 && voters.len() >= 3),
+                score: 1_000 + i as u64,
+                penalties: vec![],
+            })
+            .collect();
+        let salt = Hash::of(b"salt");
+        let e = reject(
+            &mut l,
+            &proposers[0],
+            TxKind::AllianceVoteCommit { task, commitment: Hash::ZERO },
+        );
+        assert!(matches!(e, TxError::NotAssigned { .. }), "a proposer cannot vote: {e}");
+        for (v, vote) in voters.iter().zip(&votes) {
+            run(
+                &mut l,
+                v,
+                TxKind::AllianceVoteCommit {
+                    task,
+                    commitment: vote_commitment(task, round, &v.address(), vote, &salt),
+                },
+            )
+            .unwrap();
+        }
+        let e =
+            reject(&mut l, &voters[0], TxKind::AllianceVoteCommit { task, commitment: Hash::ZERO });
+        assert!(matches!(e, TxError::AlreadyCommitted { .. }), "double vote: {e}");
+        to_phase(&mut l, task, "vote_reveal");
+        let mut forged = votes[0].clone();
+        forged.accept = !forged.accept;
+        assert_eq!(
+            reject(&mut l, &voters[0], TxKind::AllianceVoteReveal { task, vote: forged, salt }),
+            TxError::RevealMismatch
+        );
+        let pool_before = l.state().alliance_task(task).unwrap().pool;
+        for (v, vote) in voters.iter().zip(&votes) {
+            run(&mut l, v, TxKind::AllianceVoteReveal { task, vote: vote.clone(), salt }).unwrap();
+        }
+        let last = l.state().alliance_task(task).unwrap().round_start(round + 1);
+        while l.height().next() < last {
+            advance(&mut l, 1);
+        }
+        let res = l.state().alliance_rounds.get(&(task, round)).unwrap().clone();
+        if round == 0 {
+            assert!(res.accepted);
+            assert_eq!(res.adopted, Some(agg));
+            assert_eq!(l.state().alliance_task(task).unwrap().global_model, agg);
+            // Pool 1,000 over 2 rounds: budget 500, half to proposers and half to voters,
+            // equal stakes → equal shares (rounded down).
+            assert_eq!(res.budget, flock(500));
+            for p in &proposers {
+                let r = res.rewards.iter().find(|r| r.0 == p.address()).unwrap().1;
+                assert_eq!(r, flock(250).mul_div(1, proposers.len() as u128).unwrap());
+            }
+            for v in &voters {
+                let r = res.rewards.iter().find(|r| r.0 == v.address()).unwrap().1;
+                assert_eq!(r, flock(250).mul_div(1, voters.len() as u128).unwrap());
+            }
+            assert!(res.slashes.is_empty());
+            let paid: u128 = res.rewards.iter().map(|r| r.1 .0).sum();
+            assert_eq!(l.state().alliance_task(task).unwrap().pool.0, pool_before.0 - paid);
+        } else {
+            let accept_voters = usize::from(voters.len() >= 3);
+            assert!(!res.accepted, "{res:?}");
+            assert_eq!(
+                l.state().alliance_task(task).unwrap().global_model,
+                Hash::of(&[b'a', 0]),
+                "the old model is kept"
+            );
+            // Proposers and the accepting minority lose 10% of 100 each.
+            assert_eq!(res.slashes.len(), proposers.len() + accept_voters);
+            for (_, amt, _) in &res.slashes {
+                assert_eq!(*amt, flock(10));
+            }
+            for p in &proposers {
+                assert!(!res.rewards.iter().any(|r| r.0 == p.address() && !r.1.is_zero()));
+                // 90 < min 95: removed (stake moved to unbonding).
+                assert!(res.removed.contains(&p.address()));
+                assert!(l.state().own_stake(&p.address(), &member_target(task)).is_zero());
+            }
+            assert_eq!(l.state().alliance_task(task).unwrap().status, AllianceStatus::Finished);
+        }
+    }
+    assert_conserved(&l);
+}
+
+#[test]
+fn too_few_members_cancel_and_refund() {
+    let (mut l, k, task) = setup(Params { epoch_length: 1_000_000, ..params() });
+    let creator_before = l.state().balance(&k[0].address());
+    run(&mut l, &k[1], TxKind::AllianceJoin { task, amount: flock(100) }).unwrap();
+    assert!(matches!(
+        reject(&mut l, &k[2], TxKind::AllianceJoin { task, amount: flock(10) }),
+        TxError::BelowMinimum { .. }
+    ));
+    to_phase(&mut l, task, "propose");
+    advance(&mut l, 1);
+    let t = l.state().alliance_task(task).unwrap();
+    assert_eq!(t.status, AllianceStatus::Cancelled);
+    assert_eq!(
+        l.state().balance(&k[0].address()),
+        creator_before.checked_add(flock(1_000)).unwrap()
+    );
+    assert!(l.state().own_stake(&k[1].address(), &member_target(task)).is_zero());
+    assert!(matches!(
+        reject(&mut l, &k[3], TxKind::AllianceJoin { task, amount: flock(100) }),
+        TxError::WrongPhase { .. }
+    ));
+    assert_conserved(&l);
+}
+
+#[test]
+fn the_member_cap_and_specs_are_enforced() {
+    let (mut l, k, task) = setup(Params { epoch_length: 1_000_000, ..params() });
+    let extra: Vec<Keypair> = (0..6).map(|i| Keypair::dev(&format!("cap-{i}"))).collect();
+    for e in &extra {
+        run(&mut l, &k[0], TxKind::Transfer { to: e.address(), amount: flock(200) }).unwrap();
+    }
+    for e in &extra[..5] {
+        run(&mut l, e, TxKind::AllianceJoin { task, amount: flock(100) }).unwrap();
+    }
+    assert!(matches!(
+        reject(&mut l, &extra[5], TxKind::AllianceJoin { task, amount: flock(100) }),
+        TxError::InvalidTask(_)
+    ));
+    let mut bad = spec(2, 3);
+    bad.proposer_ratio = Ppm::ONE;
+    assert!(matches!(
+        reject(&mut l, &k[1], TxKind::AllianceCreate { spec: Box::new(bad) }),
+        TxError::InvalidTask(_)
+    ));
+    let mut bad = spec(2, 1);
+    bad.min_members = 1;
+    assert!(matches!(
+        reject(&mut l, &k[1], TxKind::AllianceCreate { spec: Box::new(bad) }),
+        TxError::InvalidTask(_)
+    ));
+}
+
+#[test]
+fn running_tasks_receive_emission_by_stake() {
+    // Epochs of 10 blocks, 1,000 FLOCK each: a running task takes everything (it is the only
+    // product with stake), and the supply stays conserved.
+    let (mut l, k, task) =
+        setup(Params { epoch_length: 10, reward_per_epoch: flock(1_000), ..params() });
+    for m in &k[1..4] {
+        run(&mut l, m, TxKind::AllianceJoin { task, amount: flock(100) }).unwrap();
+    }
+    to_phase(&mut l, task, "propose");
+    advance(&mut l, 1);
+    let before = l.state().alliance_task(task).unwrap().pool;
+    let community = l.globals().community_pool;
+    while l.height().0 % 10 != 0 {
+        advance(&mut l, 1);
+    }
+    let after = l.state().alliance_task(task).unwrap().pool;
+    assert_eq!(after.0 - before.0, flock(1_000).0);
+    assert_eq!(l.globals().community_pool, community);
+    assert_conserved(&l);
+}
