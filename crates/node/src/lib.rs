@@ -23,6 +23,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod api;
+mod api_alliance;
 mod api_arena;
 mod api_artifacts;
 pub mod artifacts;

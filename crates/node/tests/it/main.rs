@@ -1,5 +1,6 @@
 //! Node integration tests: the chain's block path and the HTTP API, in memory.
 
+mod alliance;
 mod api;
 mod arena;
 mod artifacts;
