@@ -155,7 +155,7 @@ async fn supply(State(s): State<AppState>) -> Json<Value> {
 #[serde(untagged)]
 enum SubmitBody {
     Encoded { encoded: String },
-    Signed(SignedTx),
+    Signed(Box<SignedTx>),
 }
 
 async fn submit(
@@ -172,7 +172,7 @@ async fn submit(
         SignedTx::decode(&body, &params).map_err(|e| ApiError::from(SubmitError::Tx(e)))?
     } else {
         match serde_json::from_slice::<SubmitBody>(&body) {
-            Ok(SubmitBody::Signed(tx)) => tx,
+            Ok(SubmitBody::Signed(tx)) => *tx,
             Ok(SubmitBody::Encoded { encoded }) => {
                 let bytes = hex::decode(encoded.trim()).map_err(|e| {
                     ApiError::bad("malformed", format!("'encoded' is not hex: {e}"))
