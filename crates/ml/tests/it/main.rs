@@ -1,0 +1,8 @@
+//! Integration tests of flock-ml (one binary, as the workspace does).
+
+mod bench;
+mod common;
+mod decoder;
+mod federated;
+mod lm;
+mod mlp;
