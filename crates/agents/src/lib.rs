@@ -12,6 +12,7 @@
 //! ```
 
 pub mod arena;
+pub mod engine;
 pub mod fetch;
 pub mod scenario;
 
