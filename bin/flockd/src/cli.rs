@@ -66,8 +66,8 @@ pub(crate) struct DevnetArgs {
     /// API listen address.
     #[arg(long, default_value = "127.0.0.1:7545")]
     pub listen: SocketAddr,
-    /// Number of funded dev accounts.
-    #[arg(long, default_value_t = 8)]
+    /// Number of funded dev accounts (the demos need 12).
+    #[arg(long, default_value_t = 12)]
     pub accounts: usize,
     /// Milliseconds between blocks.
     #[arg(long, default_value_t = 250)]
@@ -81,6 +81,12 @@ pub(crate) struct DevnetArgs {
     /// Exit after the demo instead of serving until Ctrl-C.
     #[arg(long)]
     pub exit_after_demo: bool,
+    /// Skip the AI Arena round (real LoRA training and validation of a tiny model).
+    #[arg(long)]
+    pub no_arena: bool,
+    /// A smaller corpus, fewer training steps and shorter phases (tests, slow machines).
+    #[arg(long)]
+    pub quick: bool,
 }
 
 #[derive(Debug, Args)]

@@ -132,7 +132,7 @@ pub async fn run_arena_scenario(
         &s.base_dir,
         &files,
         s.training_jsonl.clone(),
-        &[s.validation_jsonl.clone()],
+        std::slice::from_ref(&s.validation_jsonl),
         spec,
     )
     .await?;
@@ -154,14 +154,11 @@ pub async fn run_arena_scenario(
         stake(i, validator_target(task), amt).await?;
     }
     let a = ctx(1);
-    a.client
-        .send_and_wait(
-            &a.key,
-            TxKind::SetShare {
-                share: Ppm::percent(20).map_err(|e| AgentError::Protocol(e.to_string()))?,
-            },
-        )
-        .await?;
+    // trainer-a runs a delegation pool (it may already have one from earlier work).
+    if a.client.get(&format!("/v1/pools/{}", s.keys[1].address())).await.is_err() {
+        let share = Ppm::percent(20).map_err(|e| AgentError::Protocol(e.to_string()))?;
+        a.client.send_and_wait(&a.key, TxKind::SetShare { share }).await?;
+    }
     let d = ctx(11);
     d.client
         .send_and_wait(

@@ -38,8 +38,8 @@ fn devnet_genesis(accounts: usize, epoch_length: u64, seq: &SequencerKey) -> Gen
 }
 
 pub(crate) async fn run(a: DevnetArgs, json: bool) -> anyhow::Result<()> {
-    if a.accounts < 8 && !a.no_demo {
-        anyhow::bail!("the demo needs at least 8 accounts (or pass --no-demo)");
+    if a.accounts < 12 && !a.no_demo {
+        anyhow::bail!("the demo needs at least 12 accounts (or pass --no-demo)");
     }
     let (dir, temporary) = match &a.data_dir {
         Some(d) => (d.clone(), false),
@@ -91,7 +91,10 @@ pub(crate) async fn run(a: DevnetArgs, json: bool) -> anyhow::Result<()> {
     for (i, al) in genesis.allocations.iter().enumerate() {
         println!("    dev-{i:<3} {}", al.address);
     }
-    let result = if a.no_demo { Ok(()) } else { demo(&url, &genesis, json).await };
+    let mut result = if a.no_demo { Ok(()) } else { demo(&url, &genesis, json).await };
+    if result.is_ok() && !a.no_demo && !a.no_arena {
+        result = arena(&url, &dir, a.block_interval_ms.max(1), a.quick).await;
+    }
     if let Err(e) = &result {
         eprintln!("demo failed: {e:#}");
     }
@@ -105,6 +108,66 @@ pub(crate) async fn run(a: DevnetArgs, json: bool) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// The AI Arena round: a creator opens a Text2SQL task on a tiny base model, four trainers of
+/// different quality fine-tune LoRA adapters, a copier and a corrupt submission try their luck,
+/// four validators (one lazy, one silent) score the submissions in bits per byte.
+async fn arena(
+    url: &str,
+    dir: &std::path::Path,
+    interval_ms: u64,
+    quick: bool,
+) -> anyhow::Result<()> {
+    use flock_agents::{
+        engine::{prepare_text2sql, EngineMl, BASE_FILES},
+        scenario::{print_outcome, run_arena_scenario, ArenaScenario},
+        TrainPlan,
+    };
+    let (n_train, n_val, pretrain, steps) =
+        if quick { (160, 24, 40, 40) } else { (600, 64, 100, 150) };
+    println!("
+AI Arena: preparing a Text2SQL task (simulated corpus: {n_train} training and {n_val} hidden validation examples; a tiny Qwen2-style base model) ...");
+    let base_dir = dir.join("arena-base");
+    let started = std::time::Instant::now();
+    let task = tokio::task::spawn_blocking({
+        let base_dir = base_dir.clone();
+        move || prepare_text2sql(&base_dir, 7, n_train, n_val, pretrain)
+    })
+    .await??;
+    println!(
+        "  base model ready in {:.1}s; its validation loss is {:.4} bits per byte",
+        started.elapsed().as_secs_f64(),
+        task.base_bpb
+    );
+    // Phases in blocks from wall-clock budgets, so any block interval works.
+    let blocks = |secs: u64| (secs * 1000 / interval_ms).max(4);
+    let (train, validate) = if quick { (blocks(30), blocks(15)) } else { (blocks(60), blocks(30)) };
+    let phases = flock_ledger::arena::Phases {
+        train,
+        reveal: blocks(3),
+        validate_commit: validate,
+        validate_reveal: blocks(3),
+    };
+    let plan = |p: u32, s: usize| TrainPlan { data_percent: p, steps: s, seed: 3 };
+    let scenario = ArenaScenario {
+        url: url.to_owned(),
+        keys: (0..12).map(dev_key).collect(),
+        base_dir,
+        base_files: BASE_FILES.iter().map(|s| (*s).to_owned()).collect(),
+        training_jsonl: task.training_jsonl,
+        validation_jsonl: task.validation_jsonl,
+        plans: [plan(100, steps), plan(60, steps / 2), plan(30, steps / 4), plan(10, steps / 10)],
+        phases,
+        work_dir: dir.join("arena-agents"),
+    };
+    println!("  trainers a-d fine-tune LoRA adapters on 100%, 60%, 30% and 10% of the data; the copier commits trainer-a's model later; one trainer uploads a corrupt file; validator-1 and -2 are honest, one validator is lazy and one never reveals");
+    let outcome = run_arena_scenario(scenario, std::sync::Arc::new(EngineMl::default())).await?;
+    println!("{}", print_outcome(&outcome));
+    if let Some((check, _)) = outcome.checks.iter().find(|(_, ok)| !ok) {
+        anyhow::bail!("arena check failed: {check}");
+    }
+    Ok(())
 }
 
 async fn step(client: &Client, who: &str, key: &Keypair, kind: TxKind) -> anyhow::Result<Value> {

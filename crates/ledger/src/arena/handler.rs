@@ -64,8 +64,9 @@ impl State {
             rounds_settled: 0,
         };
         let end = task.end();
-        // σ is frozen in the last round and through settlement, FLock-style.
-        let freeze_from = task.round_start(task.rounds() - 1);
+        // σ is frozen around the deadline (FLock freezes it days before and after): from the
+        // last round's validation until the task ends.
+        let freeze_from = task.validate_start(task.rounds() - 1);
         for (target, min) in [
             (node_target(id), spec.min_node_stake),
             (validator_target(id), spec.min_validator_stake),
