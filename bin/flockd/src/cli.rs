@@ -36,6 +36,121 @@ pub(crate) enum Command {
     /// Read chain state.
     #[command(subcommand)]
     Query(QueryCmd),
+    /// Run an agent (AI Arena creator, trainer or validator) against a node.
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Models: create a tiny model and task data.
+    #[command(subcommand)]
+    Model(ModelCmd),
+}
+
+/// Options every agent has.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct AgentCommon {
+    /// The agent's key name (or address) in the keystore.
+    #[arg(long)]
+    pub from: String,
+    #[command(flatten)]
+    pub data: DataDir,
+    #[command(flatten)]
+    pub node: NodeUrl,
+    /// Working directory for downloads and models (default: `<data-dir>/agents/<key>`).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AgentCmd {
+    /// Open an AI Arena task and reveal its validation set when submissions close.
+    Creator {
+        #[command(flatten)]
+        common: AgentCommon,
+        /// Base model directory (config.json, model.safetensors, tokenizer.json).
+        #[arg(long)]
+        base_model: PathBuf,
+        /// Training set (FLock JSONL).
+        #[arg(long)]
+        train: PathBuf,
+        /// Hidden validation set (FLock JSONL), revealed after submissions close.
+        #[arg(long)]
+        validation: PathBuf,
+        /// Task title.
+        #[arg(long, default_value = "Text2SQL")]
+        title: String,
+        /// Deposit added to the reward pool.
+        #[arg(long, default_value = "1000")]
+        deposit: String,
+        /// Train-phase length in blocks.
+        #[arg(long, default_value_t = 240)]
+        train_blocks: u64,
+        /// Validate-phase length in blocks.
+        #[arg(long, default_value_t = 120)]
+        validate_blocks: u64,
+        /// Validators per submission.
+        #[arg(long, default_value_t = 3)]
+        validators: u16,
+    },
+    /// Fine-tune the task's base model with LoRA, submit, commit and reveal.
+    Trainer {
+        #[command(flatten)]
+        common: AgentCommon,
+        /// Task id.
+        #[arg(long)]
+        task: u64,
+        /// Round.
+        #[arg(long, default_value_t = 0)]
+        round: u32,
+        /// Stake this much first if not staked yet.
+        #[arg(long)]
+        stake: Option<String>,
+        /// Percent of the training set used.
+        #[arg(long, default_value_t = 100)]
+        data_percent: u32,
+        /// Training steps.
+        #[arg(long, default_value_t = 150)]
+        steps: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Score assigned submissions on the revealed validation set, commit and reveal.
+    Validator {
+        #[command(flatten)]
+        common: AgentCommon,
+        /// Task id.
+        #[arg(long)]
+        task: u64,
+        /// Round.
+        #[arg(long, default_value_t = 0)]
+        round: u32,
+        /// Stake this much first if not staked yet.
+        #[arg(long)]
+        stake: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModelCmd {
+    /// Write a tiny Qwen2-style model in HF layout (config.json, model.safetensors, a BPE
+    /// tokenizer.json trained on the corpus), briefly pretrained, plus the simulated Text2SQL
+    /// train.jsonl and validation.jsonl it is meant for.
+    Init {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Training examples.
+        #[arg(long, default_value_t = 600)]
+        train: usize,
+        /// Validation examples.
+        #[arg(long, default_value_t = 64)]
+        validation: usize,
+        /// Pretraining steps.
+        #[arg(long, default_value_t = 100)]
+        pretrain_steps: usize,
+    },
 }
 
 /// Where the data lives.

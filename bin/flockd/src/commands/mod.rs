@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod agent;
 mod devnet;
 mod genesis;
 mod keys;
@@ -21,6 +22,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(k) => keys::run(k, json),
         Command::Tx(a) => tx::run(a, json).await,
         Command::Query(q) => query::run(q, json).await,
+        Command::Agent(a) => agent::run(a).await,
+        Command::Model(m) => agent::model(m, json).await,
     }
 }
 

@@ -111,10 +111,11 @@ fn devnet_demo_runs_to_a_conserved_supply() {
     let o = run(&[
         "devnet",
         "--exit-after-demo",
+        "--quick",
         "--listen",
         "127.0.0.1:0",
         "--block-interval-ms",
-        "20",
+        "40",
         "--epoch-length",
         "20",
     ]);
@@ -122,4 +123,8 @@ fn devnet_demo_runs_to_a_conserved_supply() {
     assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("insufficient_balance"), "{out}");
     assert!(out.contains("conserved (minted-burned = held) true"), "{out}");
+    // The AI Arena round ran with real models and every property held.
+    assert!(out.contains("AI Arena task 1 settled"), "{out}");
+    assert_eq!(out.matches("[ok]").count(), 6, "{out}");
+    assert!(!out.contains("[FAILED]"), "{out}");
 }

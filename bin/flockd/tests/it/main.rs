@@ -1,5 +1,6 @@
 //! End-to-end tests of the `flockd` binary: real processes, real ports, real files.
 
+mod agents;
 mod cli;
 mod crash;
 mod harness;
