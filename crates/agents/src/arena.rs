@@ -122,8 +122,19 @@ impl AgentCtx {
     ) -> Result<Value, AgentError> {
         const ORDER: [&str; 5] = ["train", "reveal", "validate_commit", "validate_reveal", "ended"];
         let want = ORDER.iter().position(|p| *p == phase).unwrap_or(0);
+        let started = std::time::Instant::now();
         loop {
-            let v = self.task(task).await?;
+            // A task that does not exist yet may be about to be created: wait a while for it.
+            let v = match self.task(task).await {
+                Ok(v) => v,
+                Err(AgentError::Client(flock_node::ClientError::Api { status: 404, .. }))
+                    if started.elapsed() < Duration::from_secs(300) =>
+                {
+                    tokio::time::sleep(self.poll).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let now = &v["now"];
             let r = now["round"].as_u64().map(|r| r as u32);
             let p = now["phase"].as_str().unwrap_or("");
