@@ -70,3 +70,61 @@ pub fn cpu() -> Device {
 pub fn train_device() -> Device {
     Device::flex().autodiff()
 }
+
+/// A device by name: `cpu`, `wgpu` (best adapter; built with the `wgpu` feature), `cuda` or
+/// `cuda:N` (built with the `cuda` feature). Training needs `.autodiff()` on the result.
+pub fn device_named(name: &str) -> Result<Device> {
+    let unavailable = |what: &str| {
+        MlError::InvalidData(format!(
+            "device {name:?} needs flock-ml built with the `{what}` feature"
+        ))
+    };
+    match name.trim() {
+        "cpu" | "flex" => Ok(Device::flex()),
+        "wgpu" => {
+            #[cfg(feature = "wgpu")]
+            {
+                Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
+            }
+            #[cfg(not(feature = "wgpu"))]
+            {
+                Err(unavailable("wgpu"))
+            }
+        }
+        other if other == "cuda" || other.starts_with("cuda:") => {
+            let index: usize = other
+                .strip_prefix("cuda:")
+                .map_or(Ok(0), str::parse)
+                .map_err(|_| MlError::InvalidData(format!("bad CUDA device index in {name:?}")))?;
+            #[cfg(feature = "cuda")]
+            {
+                Ok(Device::cuda(index))
+            }
+            #[cfg(not(feature = "cuda"))]
+            {
+                let _ = index;
+                Err(unavailable("cuda"))
+            }
+        }
+        _ => {
+            Err(MlError::InvalidData(format!("unknown device {name:?} (cpu, wgpu, cuda, cuda:N)")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::*;
+
+    #[test]
+    fn devices_by_name() {
+        assert!(device_named("cpu").is_ok());
+        let e = device_named("tpu").unwrap_err().to_string();
+        assert!(e.contains("unknown device"), "{e}");
+        assert!(device_named("cuda:x").unwrap_err().to_string().contains("index"));
+        #[cfg(not(feature = "wgpu"))]
+        assert!(device_named("wgpu").unwrap_err().to_string().contains("`wgpu` feature"));
+        #[cfg(not(feature = "cuda"))]
+        assert!(device_named("cuda:1").unwrap_err().to_string().contains("`cuda` feature"));
+    }
+}
