@@ -42,6 +42,15 @@ impl Ppm {
         }
     }
 
+    /// A ratio of `ppm` parts per million, clamped to 100% (for constants).
+    pub const fn saturating(ppm: u32) -> Self {
+        if ppm > Self::DENOM {
+            Self(Self::DENOM)
+        } else {
+            Self(ppm)
+        }
+    }
+
     /// A whole percentage (`percent(8)` is 8%); fails above 100.
     pub const fn percent(p: u32) -> Result<Self, PrimitiveError> {
         if p > 100 {

@@ -6,7 +6,8 @@
 //! adopted  = the aggregate hash with the most accepting stake (ties: smallest hash)
 //! budget   = pool / rounds left (all of it in the last round)
 //! accepted: proposers share budget × proposer_share by stake × (1 − penalty);
-//!           voters who accepted the adopted hash share the rest by stake;
+//!           voters who accepted the adopted hash share the rest by stake; proposals the
+//!           robust rule mostly discarded (penalty ≥ 50%) are unpaid and slashed;
 //!           voters who rejected are slashed
 //! rejected: proposers are slashed; voters who rejected share the voters' part; accepting
 //!           voters are slashed; the proposers' part is carried
@@ -19,6 +20,10 @@ use crate::{
 };
 use flock_primitives::{Address, Amount, Hash, Height, Ppm};
 use std::collections::BTreeMap;
+
+/// A proposal whose update the aggregation rule discarded at least this much (trimmed
+/// coordinates, or dropped whole by multi-Krum) is treated as rejected: unpaid and slashed.
+pub const MOSTLY_DISCARDED: Ppm = Ppm::saturating(500_000);
 
 impl State {
     /// Decides `round` of `task_id` at its last block.
@@ -67,6 +72,13 @@ impl State {
             None
         };
 
+        // Penalties reported by the adopted side (the heaviest such voter's report).
+        let penalties: BTreeMap<u32, Ppm> = votes
+            .iter()
+            .filter(|(_, v)| accepted && Some(v.aggregate) == adopted)
+            .max_by_key(|(a, _)| (stake_of.get(a).copied().unwrap_or_default(), *a))
+            .map(|(_, v)| v.penalties.iter().copied().collect())
+            .unwrap_or_default();
         let mut slashes: Vec<(Address, Amount, String)> = Vec::new();
         let mut slash = |s: &mut State,
                          who: &Address,
@@ -103,6 +115,15 @@ impl State {
                 slash(self, p, format!("proposal rejected in round {round}"), ev)?;
             }
         }
+        // In an accepted round, an update the robust rule mostly discarded counts as rejected.
+        if accepted {
+            for (i, (p, _)) in proposals.iter().enumerate() {
+                let pen = penalties.get(&(i as u32)).copied().unwrap_or(Ppm::ZERO);
+                if pen >= MOSTLY_DISCARDED {
+                    slash(self, p, format!("update {i} was {pen} discarded by the aggregation rule in round {round}"), ev)?;
+                }
+            }
+        }
 
         // Budget (after this round's slashes joined the pool).
         let slashed_in = self.task_pools.remove(&task_id).unwrap_or_default();
@@ -121,23 +142,18 @@ impl State {
             Amount(budget.0 - budget.mul_ppm(task.spec.proposer_share).0)
         };
 
-        // Penalties reported by the adopted side (the heaviest such voter's report).
-        let penalties: BTreeMap<u32, Ppm> = votes
-            .iter()
-            .filter(|(_, v)| accepted && Some(v.aggregate) == adopted)
-            .max_by_key(|(a, _)| (stake_of.get(a).copied().unwrap_or_default(), *a))
-            .map(|(_, v)| v.penalties.iter().copied().collect())
-            .unwrap_or_default();
         let mut rewards: Vec<(Address, Amount)> = Vec::new();
         if accepted {
             let w: Vec<u128> = proposals
                 .iter()
                 .enumerate()
                 .map(|(i, (p, _))| {
-                    let s = stake_of.get(p).copied().unwrap_or_default().mul_ppm(
-                        penalties.get(&(i as u32)).copied().unwrap_or(Ppm::ZERO).complement(),
-                    );
-                    s.0 / Amount::UNIT
+                    let pen = penalties.get(&(i as u32)).copied().unwrap_or(Ppm::ZERO);
+                    if pen >= MOSTLY_DISCARDED {
+                        return 0;
+                    }
+                    stake_of.get(p).copied().unwrap_or_default().mul_ppm(pen.complement()).0
+                        / Amount::UNIT
                 })
                 .collect();
             for ((p, _), pay) in proposals.iter().zip(pro_rata(prop_part, &w)) {

@@ -14,6 +14,7 @@ mod handler;
 mod sink;
 mod types;
 
+pub use decide::MOSTLY_DISCARDED;
 pub use handler::{make_draw, member_target, AlliancePhase};
 pub use sink::AllianceSink;
 pub use types::*;

@@ -276,3 +276,67 @@ fn running_tasks_receive_emission_by_stake() {
     assert_eq!(l.globals().community_pool, community);
     assert_conserved(&l);
 }
+
+#[test]
+fn a_mostly_discarded_update_is_slashed_in_an_accepted_round() {
+    let (mut l, k, task) = setup(Params { epoch_length: 1_000_000, ..params() });
+    for m in &k[1..6] {
+        run(&mut l, m, TxKind::AllianceJoin { task, amount: flock(100) }).unwrap();
+    }
+    to_phase(&mut l, task, "propose");
+    advance(&mut l, 1);
+    let draw = l.state().alliance_draws.get(&(task, 0)).unwrap().clone();
+    let key = |a: &Address| k.iter().find(|x| x.address() == *a).unwrap().clone();
+    let proposers: Vec<Keypair> =
+        draw.members.iter().filter(|m| m.2 == MemberRole::Proposer).map(|m| key(&m.0)).collect();
+    let voters: Vec<Keypair> =
+        draw.members.iter().filter(|m| m.2 == MemberRole::Voter).map(|m| key(&m.0)).collect();
+    for (i, p) in proposers.iter().enumerate() {
+        run(&mut l, p, TxKind::AlliancePropose { task, update: Hash::of(&[9, i as u8]) }).unwrap();
+    }
+    to_phase(&mut l, task, "vote_commit");
+    // Every voter's deterministic aggregation reports that update 0 was 90% trimmed.
+    let vote = Vote {
+        aggregate: Hash::of(b"agg"),
+        accept: true,
+        score: 7,
+        penalties: vec![(0, Ppm::percent(90).unwrap())],
+    };
+    let salt = Hash::of(b"s");
+    for v in &voters {
+        run(
+            &mut l,
+            v,
+            TxKind::AllianceVoteCommit {
+                task,
+                commitment: vote_commitment(task, 0, &v.address(), &vote, &salt),
+            },
+        )
+        .unwrap();
+    }
+    to_phase(&mut l, task, "vote_reveal");
+    for v in &voters {
+        run(&mut l, v, TxKind::AllianceVoteReveal { task, vote: vote.clone(), salt }).unwrap();
+    }
+    let last = l.state().alliance_task(task).unwrap().round_start(1);
+    while l.height().next() < last {
+        advance(&mut l, 1);
+    }
+    let res = l.state().alliance_rounds.get(&(task, 0)).unwrap().clone();
+    assert!(res.accepted);
+    let bad = proposers[0].address();
+    assert!(
+        res.slashes
+            .iter()
+            .any(|(a, amt, why)| *a == bad && *amt == flock(10) && why.contains("discarded")),
+        "{res:?}"
+    );
+    assert!(res.rewards.iter().all(|(a, amt)| *a != bad || amt.is_zero()));
+    for p in &proposers[1..] {
+        assert!(
+            res.rewards.iter().any(|(a, amt)| *a == p.address() && !amt.is_zero()),
+            "honest proposers are paid: {res:?}"
+        );
+    }
+    assert_conserved(&l);
+}
