@@ -199,6 +199,9 @@ pub(crate) struct DevnetArgs {
     /// Skip the AI Arena round (real LoRA training and validation of a tiny model).
     #[arg(long)]
     pub no_arena: bool,
+    /// Skip the FL Alliance task (ten federated rounds over simulated glucose patients).
+    #[arg(long)]
+    pub no_alliance: bool,
     /// A smaller corpus, fewer training steps and shorter phases (tests, slow machines).
     #[arg(long)]
     pub quick: bool,

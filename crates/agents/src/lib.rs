@@ -11,9 +11,11 @@
 //!   validator ─ validate phase: fetch assignments, score on the revealed set, commit ─► reveal
 //! ```
 
+pub mod alliance;
 pub mod arena;
 pub mod engine;
 pub mod fetch;
+pub mod fl_scenario;
 pub mod scenario;
 
 pub use arena::{ArenaMl, TrainPlan, TrainerBehaviour, ValidatorBehaviour};

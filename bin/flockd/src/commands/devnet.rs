@@ -95,6 +95,9 @@ pub(crate) async fn run(a: DevnetArgs, json: bool) -> anyhow::Result<()> {
     if result.is_ok() && !a.no_demo && !a.no_arena {
         result = arena(&url, &dir, a.block_interval_ms.max(1), a.quick).await;
     }
+    if result.is_ok() && !a.no_demo && !a.no_alliance {
+        result = alliance(&url, &dir, a.block_interval_ms.max(1), a.quick).await;
+    }
     if let Err(e) = &result {
         eprintln!("demo failed: {e:#}");
     }
@@ -166,6 +169,44 @@ AI Arena: preparing a Text2SQL task (simulated corpus: {n_train} training and {n
     println!("{}", print_outcome(&outcome));
     if let Some((check, _)) = outcome.checks.iter().find(|(_, ok)| !ok) {
         anyhow::bail!("arena check failed: {check}");
+    }
+    Ok(())
+}
+
+/// The FL Alliance task: six hospitals with simulated glucose patients train a
+/// 30-minutes-ahead predictor for ten rounds; one hospital poisons its updates.
+async fn alliance(
+    url: &str,
+    dir: &std::path::Path,
+    interval_ms: u64,
+    quick: bool,
+) -> anyhow::Result<()> {
+    use flock_agents::fl_scenario::{print_alliance, run_alliance_scenario, AllianceScenario};
+    println!("\nFL Alliance: six hospitals (simulated glucose-insulin patients, labeled as such; each hospital's data stays in its own agent) train a 30-minutes-ahead glucose predictor for 10 rounds; hospital-P poisons its updates; aggregation is a deterministic trimmed mean");
+    let blocks = |ms: u64| (ms / interval_ms).max(4);
+    let (propose, commit, reveal) = if quick {
+        (blocks(3_000), blocks(2_000), blocks(1_500))
+    } else {
+        (blocks(5_000), blocks(3_000), blocks(2_000))
+    };
+    let s = AllianceScenario {
+        url: url.to_owned(),
+        keys: (0..7).map(dev_key).collect(),
+        rounds: 10,
+        patients: if quick { 2 } else { 3 },
+        days: if quick { 2 } else { 3 },
+        phases: flock_ledger::alliance::AlliancePhases {
+            join: blocks(3_000),
+            propose,
+            vote_commit: commit,
+            vote_reveal: reveal,
+        },
+        work_dir: dir.join("alliance-agents"),
+    };
+    let outcome = run_alliance_scenario(s).await?;
+    println!("{}", print_alliance(&outcome));
+    if let Some((check, _)) = outcome.checks.iter().find(|(_, ok)| !ok) {
+        anyhow::bail!("alliance check failed: {check}");
     }
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! budget   = pool / rounds left (all of it in the last round)
 //! accepted: proposers share budget × proposer_share by stake × (1 − penalty);
 //!           voters who accepted the adopted hash share the rest by stake; proposals the
-//!           robust rule mostly discarded (penalty ≥ 50%) are unpaid and slashed;
+//!           robust rule mostly discarded (penalty ≥ 90%) are unpaid and slashed;
 //!           voters who rejected are slashed
 //! rejected: proposers are slashed; voters who rejected share the voters' part; accepting
 //!           voters are slashed; the proposers' part is carried
@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 /// A proposal whose update the aggregation rule discarded at least this much (trimmed
 /// coordinates, or dropped whole by multi-Krum) is treated as rejected: unpaid and slashed.
-pub const MOSTLY_DISCARDED: Ppm = Ppm::saturating(500_000);
+pub const MOSTLY_DISCARDED: Ppm = Ppm::saturating(900_000);
 
 impl State {
     /// Decides `round` of `task_id` at its last block.

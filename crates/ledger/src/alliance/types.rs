@@ -180,7 +180,8 @@ pub struct Vote {
 pub struct AllianceRound {
     /// Accepted?
     pub accepted: bool,
-    /// Stake-weighted tally (accept minus reject).
+    /// Stake-weighted tally (accept minus reject), in base units; a decimal string in JSON.
+    #[serde(with = "i128_string")]
     pub tally: i128,
     /// The adopted aggregate (accepted rounds).
     pub adopted: Option<Hash>,
@@ -217,5 +218,15 @@ pub fn draw_role(seed: &Hash, task: u64, round: u32, member: &Address, ratio: Pp
         MemberRole::Proposer
     } else {
         MemberRole::Voter
+    }
+}
+
+mod i128_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub(super) fn serialize<S: Serializer>(v: &i128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i128, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
