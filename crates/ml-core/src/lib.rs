@@ -63,6 +63,7 @@
 
 pub mod aggregate;
 pub mod artifact;
+pub mod secagg;
 pub mod update;
 
 pub use aggregate::{AggregateError, AggregationRule, UpdateSet};
