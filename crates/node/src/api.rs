@@ -13,7 +13,7 @@ use axum::{
     Json, Router,
 };
 use flock_ledger::{BlockReceipts, Receipt, SignedTx, TxError};
-use flock_primitives::{Address, Amount, Hash, Height};
+use flock_primitives::{Address, Hash, Height};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -388,9 +388,4 @@ async fn events(State(s): State<AppState>, Query(q): Query<EventsQuery>) -> ApiR
         }
         Ok(Json(json!({ "tip": tip, "next": h, "blocks": out })))
     })
-}
-
-/// Formats an amount for human output (re-exported for the CLI).
-pub fn human(a: Amount) -> String {
-    a.to_string()
 }

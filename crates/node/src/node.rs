@@ -14,7 +14,7 @@ use crate::{
     mempool::{Mempool, MempoolLimits, SubmitError},
     metrics as m,
 };
-use flock_ledger::{Block, Header, SignedTx};
+use flock_ledger::{Block, SignedTx};
 use flock_primitives::{Hash, Height};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
@@ -187,6 +187,3 @@ pub fn drive(node: &Node, source: &mut dyn BlockSource) -> Result<(), ChainError
     }
     Ok(())
 }
-
-/// Re-exported so sources can build headers.
-pub type BlockHeader = Header;
