@@ -102,7 +102,8 @@ pub enum Event {
         operator: Address,
         /// Amount.
         amount: Amount,
-        /// Pool shares minted for it.
+        /// Pool shares minted for it (a decimal string in JSON).
+        #[serde(with = "crate::state::u128_string")]
         shares: u128,
     },
     /// FLOCK withdrawn from a pool into unbonding.

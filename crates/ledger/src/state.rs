@@ -140,12 +140,13 @@ pub struct Delegation {
     pub last_deposit: Height,
 }
 
-mod u128_string {
+/// Serde for `u128` as a decimal string (JSON numbers cannot hold it exactly).
+pub(crate) mod u128_string {
     use serde::{Deserialize, Deserializer, Serializer};
-    pub(super) fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&v.to_string())
     }
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
         String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }

@@ -210,3 +210,37 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() {
     // Nothing was committed by any of it.
     assert_eq!(node.with_chain(|c| c.ledger().state().digest()), before);
 }
+
+#[tokio::test]
+async fn events_with_large_numbers_serialize() {
+    // Pool shares of a large delegation exceed what a JSON number holds exactly; the events
+    // endpoint must still answer (as decimal strings).
+    let (node, seq, keys) = node();
+    let app = router(node.clone());
+    node.submit(tx(
+        &keys[0],
+        0,
+        TxKind::Stake { target: StakeTarget::NETWORK, amount: Amount::flock(500) },
+    ))
+    .unwrap();
+    produce(&node, &seq);
+    node.submit(tx(
+        &keys[0],
+        1,
+        TxKind::SetShare { share: flock_primitives::Ppm::percent(10).unwrap() },
+    ))
+    .unwrap();
+    produce(&node, &seq);
+    node.submit(tx(
+        &keys[1],
+        0,
+        TxKind::Delegate { operator: keys[0].address(), amount: Amount::flock(5_000) },
+    ))
+    .unwrap();
+    produce(&node, &seq);
+    let (s, ev) = get(&app, "/v1/events?since=1&limit=10").await;
+    assert_eq!(s, StatusCode::OK, "{ev}");
+    let delegated = &ev["blocks"][2]["txs"][0]["events"][0];
+    assert_eq!(delegated["event"], "delegated", "{ev}");
+    assert_eq!(delegated["shares"], Amount::flock(5_000).0.to_string());
+}
