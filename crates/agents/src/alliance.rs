@@ -157,162 +157,200 @@ pub async fn run_member(
         .map_err(|e| AgentError::Protocol(e.to_string()))?;
     let layout = model.init(0)?.layout().clone();
     let limits = ArtifactLimits::for_params(layout.numel() as u64);
-    let me: Address = ctx.key.address();
     let mut out = Vec::new();
     for round in 0..spec.rounds {
-        let mut v = wait_alliance(ctx, task, round, "propose").await?;
-        // The phase is reported for the next block; the task starts running in that block.
-        while v["status"] == "joining" {
-            tokio::time::sleep(ctx.poll).await;
-            v = ctx.client.get(&format!("/v1/alliance/tasks/{task}")).await?;
-        }
-        if v["status"] != "running" {
-            break;
-        }
-        // The draw is made at the round's first block.
-        let draw = loop {
-            let r = round_view(ctx, task, round).await?;
-            if !r["draw"].is_null() {
-                break r["draw"].clone();
-            }
-            tokio::time::sleep(ctx.poll).await;
-        };
-        let role = draw["members"]
-            .as_array()
-            .and_then(|ms| ms.iter().find(|m| m[0] == me.to_string()))
-            .and_then(|m| m[2].as_str())
-            .unwrap_or("none")
-            .to_owned();
-        let global_hash: Hash = v["global_model"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| AgentError::Protocol("no global model".into()))?;
-        let global = Update::from_safetensors(
-            &ctx.artifacts.download(&global_hash).await?,
+        // A member that falls behind (a slow machine, a phase too short for its work) misses
+        // the round — and is slashed for it by the ledger — but stays in the task.
+        let step = member_round(
+            ctx,
+            task,
+            round,
+            model,
+            train,
+            val,
+            behaviour,
+            local_epochs,
             &layout,
             &limits,
+            &spec,
         )
-        .map_err(|e| AgentError::Corrupt(format!("global model: {e}")))?;
-        match role.as_str() {
-            "proposer" => {
-                let update = match behaviour {
-                    MemberBehaviour::Honest => {
-                        model.train(&global, train, local_epochs, u64::from(round) ^ 0xfeed)?
-                    }
-                    MemberBehaviour::Poison => {
-                        let mut x = u64::from(round).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-                        let vals: Vec<f32> = (0..layout.numel())
-                            .map(|_| {
-                                x ^= x << 13;
-                                x ^= x >> 7;
-                                x ^= x << 17;
-                                ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 200.0
-                            })
-                            .collect();
-                        Update::new(layout.clone(), vals)
-                            .map_err(|e| AgentError::Ml(e.to_string()))?
-                    }
-                };
-                let h = ctx.artifacts.upload(update.to_safetensors_default()).await?;
-                ctx.client
-                    .send_and_wait(&ctx.key, TxKind::AlliancePropose { task, update: h })
-                    .await?;
-                out.push(MemberRound { round, role: "proposer", rmse: None, aggregate: None });
+        .await;
+        match step {
+            Ok(Some(r)) => out.push(r),
+            Ok(None) => break,
+            Err(AgentError::Client(flock_node::ClientError::Api { status, code, message }))
+                if status == 422 || status == 409 =>
+            {
+                tracing::warn!(agent = %ctx.name, task, round, %code, %message, "missed the round");
+                out.push(MemberRound { round, role: "missed", rmse: None, aggregate: None });
             }
-            "voter" => {
-                wait_alliance(ctx, task, round, "vote_commit").await?;
-                let r = round_view(ctx, task, round).await?;
-                let mut updates = Vec::new();
-                let mut index = Vec::new();
-                for p in r["proposals"].as_array().cloned().unwrap_or_default() {
-                    let Some(h) = p["update"].as_str().and_then(|s| s.parse::<Hash>().ok()) else {
-                        continue;
-                    };
-                    // An update of the wrong shape or with non-finite values is left out, the
-                    // same way by every honest voter.
-                    match ctx
-                        .artifacts
-                        .download(&h)
-                        .await
-                        .map(|b| Update::from_safetensors(&b, &layout, &limits))
-                    {
-                        Ok(Ok(u)) => {
-                            updates.push(u);
-                            index.push(p["index"].as_u64().unwrap_or(0) as u32);
-                        }
-                        Ok(Err(e)) => {
-                            tracing::warn!(agent = %ctx.name, round, %h, error = %e, "update rejected")
-                        }
-                        Err(e) => {
-                            tracing::warn!(agent = %ctx.name, round, %h, error = %e, "update unavailable")
-                        }
-                    }
-                }
-                let (vote, rmse, agg_hash) = if updates.is_empty() {
-                    (
-                        Vote { aggregate: Hash::ZERO, accept: false, score: 0, penalties: vec![] },
-                        None,
-                        None,
-                    )
-                } else {
-                    let rule = rule_of(spec.aggregation, updates.len());
-                    let (agg, report) = aggregate_updates(rule, &updates, None)
-                        .map_err(|e| AgentError::Ml(e.to_string()))?;
-                    let bytes = agg.to_safetensors_default();
-                    let h = ctx.artifacts.upload(bytes).await?;
-                    let old = model.rmse(&global, val)?;
-                    let new = model.rmse(&agg, val)?;
-                    let mut penalties: Vec<(u32, Ppm)> =
-                        report.dropped.iter().map(|i| (index[*i], Ppm::ONE)).collect();
-                    if let (Some(tr), AggregationRule::TrimmedMean { trim }) =
-                        (&report.trim_report, rule)
-                    {
-                        // Share of coordinates trimmed beyond what an honest update expects (2k/n).
-                        let expected = (2 * trim) as f64 / updates.len() as f64;
-                        for (i, t) in tr.trimmed.iter().enumerate() {
-                            let f = *t as f64 / tr.coordinates.max(1) as f64;
-                            let excess = ((f - expected) / (1.0 - expected)).clamp(0.0, 1.0);
-                            if excess > 0.0 {
-                                penalties.push((index[i], Ppm::saturating((excess * 1e6) as u32)));
-                            }
-                        }
-                    }
-                    penalties.sort();
-                    // Accept unless the aggregate is clearly worse on local data (5% slack: near
-                    // convergence a good aggregate moves local RMSE by noise).
-                    let accept = new.is_finite() && new <= old * 1.05;
-                    (
-                        Vote {
-                            aggregate: h,
-                            accept,
-                            score: (new * 1e6).min(u64::MAX as f64) as u64,
-                            penalties,
-                        },
-                        Some((old, new)),
-                        Some(h),
-                    )
-                };
-                let salt = Hash::of_parts(
-                    "flock fl vote salt",
-                    &[&ctx.key.secret_bytes(), &task.to_le_bytes(), &round.to_le_bytes()],
-                );
-                ctx.client
-                    .send_and_wait(
-                        &ctx.key,
-                        TxKind::AllianceVoteCommit {
-                            task,
-                            commitment: vote_commitment(task, round, &me, &vote, &salt),
-                        },
-                    )
-                    .await?;
-                wait_alliance(ctx, task, round, "vote_reveal").await?;
-                ctx.client
-                    .send_and_wait(&ctx.key, TxKind::AllianceVoteReveal { task, vote, salt })
-                    .await?;
-                out.push(MemberRound { round, role: "voter", rmse, aggregate: agg_hash });
-            }
-            _ => out.push(MemberRound { round, role: "none", rmse: None, aggregate: None }),
+            Err(e) => return Err(e),
         }
     }
     Ok(out)
+}
+
+/// One round of a member; `Ok(None)` when the task stopped running.
+#[allow(clippy::too_many_arguments)]
+async fn member_round(
+    ctx: &AgentCtx,
+    task: u64,
+    round: u32,
+    model: &FlModel,
+    train: &TabularData,
+    val: &TabularData,
+    behaviour: MemberBehaviour,
+    local_epochs: usize,
+    layout: &std::sync::Arc<flock_ml_core::Layout>,
+    limits: &ArtifactLimits,
+    spec: &AllianceTaskSpec,
+) -> Result<Option<MemberRound>, AgentError> {
+    let me: Address = ctx.key.address();
+    let mut v = wait_alliance(ctx, task, round, "propose").await?;
+    // The phase is reported for the next block; the task starts running in that block.
+    while v["status"] == "joining" {
+        tokio::time::sleep(ctx.poll).await;
+        v = ctx.client.get(&format!("/v1/alliance/tasks/{task}")).await?;
+    }
+    if v["status"] != "running" {
+        return Ok(None);
+    }
+    // The draw is made at the round's first block.
+    let draw = loop {
+        let r = round_view(ctx, task, round).await?;
+        if !r["draw"].is_null() {
+            break r["draw"].clone();
+        }
+        tokio::time::sleep(ctx.poll).await;
+    };
+    let role = draw["members"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m[0] == me.to_string()))
+        .and_then(|m| m[2].as_str())
+        .unwrap_or("none")
+        .to_owned();
+    let global_hash: Hash = v["global_model"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| AgentError::Protocol("no global model".into()))?;
+    let global =
+        Update::from_safetensors(&ctx.artifacts.download(&global_hash).await?, layout, limits)
+            .map_err(|e| AgentError::Corrupt(format!("global model: {e}")))?;
+    match role.as_str() {
+        "proposer" => {
+            let update = match behaviour {
+                MemberBehaviour::Honest => {
+                    model.train(&global, train, local_epochs, u64::from(round) ^ 0xfeed)?
+                }
+                MemberBehaviour::Poison => {
+                    let mut x = u64::from(round).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                    let vals: Vec<f32> = (0..layout.numel())
+                        .map(|_| {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 200.0
+                        })
+                        .collect();
+                    Update::new(layout.clone(), vals).map_err(|e| AgentError::Ml(e.to_string()))?
+                }
+            };
+            let h = ctx.artifacts.upload(update.to_safetensors_default()).await?;
+            ctx.client.send_and_wait(&ctx.key, TxKind::AlliancePropose { task, update: h }).await?;
+            Ok(Some(MemberRound { round, role: "proposer", rmse: None, aggregate: None }))
+        }
+        "voter" => {
+            wait_alliance(ctx, task, round, "vote_commit").await?;
+            let r = round_view(ctx, task, round).await?;
+            let mut updates = Vec::new();
+            let mut index = Vec::new();
+            for p in r["proposals"].as_array().cloned().unwrap_or_default() {
+                let Some(h) = p["update"].as_str().and_then(|s| s.parse::<Hash>().ok()) else {
+                    continue;
+                };
+                // An update of the wrong shape or with non-finite values is left out, the
+                // same way by every honest voter.
+                match ctx
+                    .artifacts
+                    .download(&h)
+                    .await
+                    .map(|b| Update::from_safetensors(&b, layout, limits))
+                {
+                    Ok(Ok(u)) => {
+                        updates.push(u);
+                        index.push(p["index"].as_u64().unwrap_or(0) as u32);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(agent = %ctx.name, round, %h, error = %e, "update rejected")
+                    }
+                    Err(e) => {
+                        tracing::warn!(agent = %ctx.name, round, %h, error = %e, "update unavailable")
+                    }
+                }
+            }
+            let (vote, rmse, agg_hash) = if updates.is_empty() {
+                (
+                    Vote { aggregate: Hash::ZERO, accept: false, score: 0, penalties: vec![] },
+                    None,
+                    None,
+                )
+            } else {
+                let rule = rule_of(spec.aggregation, updates.len());
+                let (agg, report) = aggregate_updates(rule, &updates, None)
+                    .map_err(|e| AgentError::Ml(e.to_string()))?;
+                let bytes = agg.to_safetensors_default();
+                let h = ctx.artifacts.upload(bytes).await?;
+                let old = model.rmse(&global, val)?;
+                let new = model.rmse(&agg, val)?;
+                let mut penalties: Vec<(u32, Ppm)> =
+                    report.dropped.iter().map(|i| (index[*i], Ppm::ONE)).collect();
+                if let (Some(tr), AggregationRule::TrimmedMean { trim }) =
+                    (&report.trim_report, rule)
+                {
+                    // Share of coordinates trimmed beyond what an honest update expects (2k/n).
+                    let expected = (2 * trim) as f64 / updates.len() as f64;
+                    for (i, t) in tr.trimmed.iter().enumerate() {
+                        let f = *t as f64 / tr.coordinates.max(1) as f64;
+                        let excess = ((f - expected) / (1.0 - expected)).clamp(0.0, 1.0);
+                        if excess > 0.0 {
+                            penalties.push((index[i], Ppm::saturating((excess * 1e6) as u32)));
+                        }
+                    }
+                }
+                penalties.sort();
+                // Accept unless the aggregate is clearly worse on local data (5% slack: near
+                // convergence a good aggregate moves local RMSE by noise).
+                let accept = new.is_finite() && new <= old * 1.05;
+                (
+                    Vote {
+                        aggregate: h,
+                        accept,
+                        score: (new * 1e6).min(u64::MAX as f64) as u64,
+                        penalties,
+                    },
+                    Some((old, new)),
+                    Some(h),
+                )
+            };
+            let salt = Hash::of_parts(
+                "flock fl vote salt",
+                &[&ctx.key.secret_bytes(), &task.to_le_bytes(), &round.to_le_bytes()],
+            );
+            ctx.client
+                .send_and_wait(
+                    &ctx.key,
+                    TxKind::AllianceVoteCommit {
+                        task,
+                        commitment: vote_commitment(task, round, &me, &vote, &salt),
+                    },
+                )
+                .await?;
+            wait_alliance(ctx, task, round, "vote_reveal").await?;
+            ctx.client
+                .send_and_wait(&ctx.key, TxKind::AllianceVoteReveal { task, vote, salt })
+                .await?;
+            Ok(Some(MemberRound { round, role: "voter", rmse, aggregate: agg_hash }))
+        }
+        _ => Ok(Some(MemberRound { round, role: "none", rmse: None, aggregate: None })),
+    }
 }
