@@ -2,14 +2,14 @@
 //! trainers fine-tuning LoRA adapters on the simulated Text2SQL corpus, validators scoring
 //! them in bits per byte on the hidden set. Seconds, not minutes.
 
+mod common;
+
 use flock_agents::{
     engine::{prepare_text2sql, EngineMl, BASE_FILES},
     scenario::{print_outcome, run_arena_scenario, ArenaScenario},
     TrainPlan,
 };
-use flock_ledger::{arena::Phases, Allocation, Genesis, Params};
-use flock_node::{MempoolLimits, NodeConfig, SequencerKey};
-use flock_primitives::{Amount, Keypair};
+use flock_ledger::arena::Phases;
 use std::{sync::Arc, time::Duration};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,31 +17,8 @@ async fn a_real_round_ranks_trainers_by_validation_bpb() {
     let dir = tempfile::tempdir().unwrap();
     let base_dir = dir.path().join("base");
     let task = prepare_text2sql(&base_dir, 11, 160, 24, 60).unwrap();
-    let keys: Vec<Keypair> = (0..12).map(|i| Keypair::dev(&format!("engine-{i}"))).collect();
-    let seq = SequencerKey::from_seed([6; 32]);
-    let genesis = Genesis {
-        chain_id: "flock-engine".into(),
-        genesis_time_ms: 1_700_000_000_000,
-        params: Params { epoch_length: 40, ..Params::default() },
-        allocations: keys
-            .iter()
-            .map(|k| Allocation { address: k.address(), amount: Amount::flock(100_000) })
-            .collect(),
-        targets: vec![],
-        sequencer: Some(seq.genesis_entry()),
-    };
-    let node = flock_node::start(NodeConfig {
-        data_dir: dir.path().join("node"),
-        genesis,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        block_interval: Duration::from_millis(30),
-        sequencer: Some(seq),
-        mempool: MempoolLimits::default(),
-        fsync: false,
-        max_artifact_bytes: 64 << 20,
-    })
-    .await
-    .unwrap();
+    let keys = common::keys("engine", 12);
+    let node = common::start_node(dir.path(), "flock-engine", &keys, 40, 30, 64 << 20).await;
     let plan = |p: u32, steps: usize| TrainPlan { data_percent: p, steps, seed: 3 };
     let scenario = ArenaScenario {
         url: node.url(),

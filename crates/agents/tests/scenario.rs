@@ -1,16 +1,13 @@
 //! The arena scenario end to end over HTTP against a real node, with a fast stand-in for the
 //! ML (the devnet runs the same scenario with the real engine).
 
+mod common;
+
 use flock_agents::{
     scenario::{print_outcome, run_arena_scenario, write_placeholder, ArenaScenario},
     AgentError, ArenaMl, TrainPlan,
 };
-use flock_ledger::{
-    arena::{ArenaTaskSpec, Phases, Score},
-    Allocation, Genesis, Params,
-};
-use flock_node::{MempoolLimits, NodeConfig, SequencerKey};
-use flock_primitives::{Amount, Keypair};
+use flock_ledger::arena::{ArenaTaskSpec, Phases, Score};
 use std::{path::Path, sync::Arc, time::Duration};
 
 /// Stand-in ML: a "model" is a text file stating how it was trained; its score improves with
@@ -64,31 +61,8 @@ impl ArenaMl for StandIn {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arena_scenario_over_http() {
     let dir = tempfile::tempdir().unwrap();
-    let keys: Vec<Keypair> = (0..12).map(|i| Keypair::dev(&format!("scenario-{i}"))).collect();
-    let seq = SequencerKey::from_seed([5; 32]);
-    let genesis = Genesis {
-        chain_id: "flock-scenario".into(),
-        genesis_time_ms: 1_700_000_000_000,
-        params: Params { epoch_length: 50, ..Params::default() },
-        allocations: keys
-            .iter()
-            .map(|k| Allocation { address: k.address(), amount: Amount::flock(100_000) })
-            .collect(),
-        targets: vec![],
-        sequencer: Some(seq.genesis_entry()),
-    };
-    let node = flock_node::start(NodeConfig {
-        data_dir: dir.path().join("node"),
-        genesis,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        block_interval: Duration::from_millis(30),
-        sequencer: Some(seq),
-        mempool: MempoolLimits::default(),
-        fsync: false,
-        max_artifact_bytes: 1 << 20,
-    })
-    .await
-    .unwrap();
+    let keys = common::keys("scenario", 12);
+    let node = common::start_node(dir.path(), "flock-scenario", &keys, 50, 30, 1 << 20).await;
     let base = dir.path().join("base");
     write_placeholder(&base, &["config.json", "model.safetensors", "tokenizer.json"]).unwrap();
     let plan = |p: u32, steps: usize| TrainPlan { data_percent: p, steps, seed: 1 };

@@ -111,10 +111,7 @@ impl State {
     ) -> Result<u64, TxError> {
         validate(spec, params)?;
         self.debit(creator, spec.reward_pool)?;
-        let mut meta = self.arena_meta.get(&()).cloned().unwrap_or_default();
-        let id = meta.next_task.max(1);
-        meta.next_task = id + 1;
-        self.arena_meta.insert((), meta);
+        let id = self.allocate_task_id();
         let task = AllianceTask {
             id,
             creator: *creator,

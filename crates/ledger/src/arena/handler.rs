@@ -38,6 +38,15 @@ impl State {
             .collect()
     }
 
+    /// The next task id, shared by every product (ids start at 1; 0 is the network).
+    pub fn allocate_task_id(&mut self) -> u64 {
+        let mut meta = self.arena_meta.get(&()).cloned().unwrap_or_default();
+        let id = meta.next_task.max(1);
+        meta.next_task = id + 1;
+        self.arena_meta.insert((), meta);
+        id
+    }
+
     /// Opens an AI Arena task; returns its id.
     pub fn arena_create(
         &mut self,
@@ -49,10 +58,7 @@ impl State {
     ) -> Result<u64, TxError> {
         validate_spec(spec, params)?;
         self.debit(creator, spec.deposit)?;
-        let mut meta = self.arena_meta.get(&()).cloned().unwrap_or_default();
-        let id = meta.next_task.max(1);
-        meta.next_task = id + 1;
-        self.arena_meta.insert((), meta);
+        let id = self.allocate_task_id();
         let task = ArenaTask {
             id,
             creator: *creator,
