@@ -236,6 +236,89 @@ pub enum TxError {
         /// The submission.
         submission: u32,
     },
+    /// No marketplace listing has this name.
+    #[error("no marketplace listing {0:?}")]
+    UnknownListing(String),
+    /// A listing with this name already exists.
+    #[error("a marketplace listing named {0:?} already exists")]
+    ListingExists(String),
+    /// A listing spec or update that cannot be accepted.
+    #[error("invalid listing: {0}")]
+    InvalidListing(String),
+    /// Only the listing's owner may do this.
+    #[error("only the owner of listing {0:?} can change it")]
+    NotListingOwner(String),
+    /// Only the listing's server may settle its usage.
+    #[error("only the server of listing {listing:?} ({server}) can settle its usage")]
+    NotListingServer {
+        /// The listing.
+        listing: String,
+        /// Its server.
+        server: Address,
+    },
+    /// The claimed provenance does not exist on the ledger.
+    #[error("provenance not found: {0}")]
+    ProvenanceNotFound(String),
+    /// The lister had no part in the claimed round.
+    #[error("only the task creator or a participant of round {round} of task {task} can list its model with that provenance")]
+    NotProvenanceParty {
+        /// The task.
+        task: u64,
+        /// The round.
+        round: u32,
+    },
+    /// Not enough available credit in the escrow.
+    #[error("insufficient escrow: need {need}, available {have}")]
+    InsufficientEscrow {
+        /// Required.
+        need: Amount,
+        /// Available.
+        have: Amount,
+    },
+    /// Too many withdrawals in flight.
+    #[error("at most {max} escrow withdrawals can be pending at once")]
+    TooManyWithdrawals {
+        /// Limit.
+        max: u32,
+    },
+    /// The API key hash is already bound (keys bind once, ever).
+    #[error("API key {0} is already bound")]
+    ApiKeyExists(flock_primitives::Hash),
+    /// No API key with this hash.
+    #[error("no API key {0}")]
+    UnknownApiKey(flock_primitives::Hash),
+    /// Only the key's owner may do this.
+    #[error("API key {0} belongs to another account")]
+    NotKeyOwner(flock_primitives::Hash),
+    /// The key is already revoked.
+    #[error("API key {0} is already revoked")]
+    ApiKeyRevoked(flock_primitives::Hash),
+    /// An API key that cannot be bound (zero hash, bad label).
+    #[error("invalid API key: {0}")]
+    InvalidApiKey(String),
+    /// Too many live API keys.
+    #[error("at most {max} live API keys per account")]
+    TooManyApiKeys {
+        /// Limit.
+        max: u32,
+    },
+    /// A usage batch that cannot be settled (size, duplicate keys, overflowing cost).
+    #[error("invalid usage batch: {0}")]
+    InvalidBatch(String),
+    /// This batch id was already settled for the listing (nothing is charged twice).
+    #[error("usage batch {batch} of listing {listing:?} was already settled")]
+    BatchAlreadySettled {
+        /// The listing.
+        listing: String,
+        /// The batch id.
+        batch: flock_primitives::Hash,
+    },
+    /// Only consumers who paid for a listing may rate it.
+    #[error("only consumers who paid for listing {0:?} can rate it")]
+    NotACustomer(String),
+    /// Stars outside 1..=5.
+    #[error("a rating is 1 to 5 stars, got {0}")]
+    InvalidRating(u8),
     /// An arithmetic overflow or broken invariant: a bug, never the sender's fault.
     #[error("internal ledger error: {0}")]
     Internal(&'static str),
@@ -280,6 +363,25 @@ impl TxError {
             Self::NotCreator(_) => "not_creator",
             Self::UnknownSubmission { .. } => "unknown_submission",
             Self::NotAssigned { .. } => "not_assigned",
+            Self::UnknownListing(_) => "unknown_listing",
+            Self::ListingExists(_) => "listing_exists",
+            Self::InvalidListing(_) => "invalid_listing",
+            Self::NotListingOwner(_) => "not_listing_owner",
+            Self::NotListingServer { .. } => "not_listing_server",
+            Self::ProvenanceNotFound(_) => "provenance_not_found",
+            Self::NotProvenanceParty { .. } => "not_provenance_party",
+            Self::InsufficientEscrow { .. } => "insufficient_escrow",
+            Self::TooManyWithdrawals { .. } => "too_many_withdrawals",
+            Self::ApiKeyExists(_) => "api_key_exists",
+            Self::UnknownApiKey(_) => "unknown_api_key",
+            Self::NotKeyOwner(_) => "not_key_owner",
+            Self::ApiKeyRevoked(_) => "api_key_revoked",
+            Self::InvalidApiKey(_) => "invalid_api_key",
+            Self::TooManyApiKeys { .. } => "too_many_api_keys",
+            Self::InvalidBatch(_) => "invalid_batch",
+            Self::BatchAlreadySettled { .. } => "batch_already_settled",
+            Self::NotACustomer(_) => "not_a_customer",
+            Self::InvalidRating(_) => "invalid_rating",
             Self::Internal(_) => "internal",
         }
     }

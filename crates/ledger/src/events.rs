@@ -15,6 +15,8 @@ pub enum BurnReason {
     ClaimFee,
     /// The burned part of a slash.
     Slash,
+    /// The burned part of marketplace revenue.
+    Market,
 }
 
 /// Something that happened to the ledger.
@@ -365,6 +367,99 @@ pub enum Event {
         fee: Amount,
         /// Paid to the balance.
         net: Amount,
+    },
+    /// A model was listed on the marketplace.
+    MarketListed {
+        /// The listing's name.
+        name: String,
+        /// Owner.
+        owner: Address,
+        /// Server account.
+        server: Address,
+        /// Model bundle artifact.
+        artifact: Hash,
+        /// Price.
+        price: crate::market::Pricing,
+        /// Provenance as the ledger recorded it.
+        provenance: Option<crate::market::Provenance>,
+    },
+    /// A listing's price, active flag or server changed (the values after the change).
+    MarketListingUpdated {
+        /// The listing's name.
+        name: String,
+        /// Price.
+        price: crate::market::Pricing,
+        /// Served?
+        active: bool,
+        /// Server account.
+        server: Address,
+    },
+    /// FLOCK moved from a balance into its credit escrow.
+    MarketDeposited {
+        /// The consumer.
+        account: Address,
+        /// Amount.
+        amount: Amount,
+    },
+    /// An escrow withdrawal started.
+    MarketWithdrawalStarted {
+        /// The consumer.
+        account: Address,
+        /// Amount.
+        amount: Amount,
+        /// At the end of this block it returns to the balance.
+        release_at: Height,
+    },
+    /// An escrow withdrawal returned to the balance (what settlements left of it).
+    MarketWithdrawalReleased {
+        /// The consumer.
+        account: Address,
+        /// Amount.
+        amount: Amount,
+    },
+    /// An API key hash was bound to an account.
+    MarketKeyCreated {
+        /// Owner.
+        owner: Address,
+        /// Hash of the key.
+        key_hash: Hash,
+        /// Label.
+        label: String,
+    },
+    /// An API key was revoked.
+    MarketKeyRevoked {
+        /// Owner.
+        owner: Address,
+        /// Hash of the key.
+        key_hash: Hash,
+    },
+    /// A usage batch was settled.
+    MarketSettled {
+        /// The listing.
+        listing: String,
+        /// The batch id.
+        batch: Hash,
+        /// The server that posted it.
+        server: Address,
+        /// Charged from escrows in total.
+        charged: Amount,
+        /// What escrows could not pay, in total.
+        shortfall: Amount,
+        /// Burned (also reported as a `burn` event).
+        burned: Amount,
+        /// Revenue credited to balances: the owner first, then each provenance validator.
+        payouts: Vec<(Address, Amount)>,
+        /// Per entry: cost, charged, shortfall.
+        charges: Vec<crate::market::UsageCharge>,
+    },
+    /// A consumer rated a listing.
+    MarketRated {
+        /// The listing.
+        listing: String,
+        /// The consumer.
+        consumer: Address,
+        /// Stars, 1 to 5.
+        stars: u8,
     },
 }
 

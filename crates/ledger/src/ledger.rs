@@ -290,6 +290,7 @@ impl Ledger {
         }
         self.state.arena_end_block(now, &self.params, &mut receipts.end).map_err(internal)?;
         self.state.alliance_end_block(now, &self.params, &mut receipts.end).map_err(internal)?;
+        self.state.market_end_block(now, &mut receipts.end).map_err(internal)?;
         if let Some(epoch) = epoch_ending_at(&self.params, now) {
             run_emission(&mut self.state, &self.params, &self.sinks, epoch, now, &mut receipts.end)
                 .map_err(internal)?;
@@ -345,6 +346,25 @@ impl Ledger {
             TxKind::AllianceVoteReveal { task, vote, salt } => {
                 s.alliance_vote_reveal(&sender, *task, vote, *salt, now, ev)
             }
+            TxKind::MarketList { spec } => s.market_list(&sender, spec, now, ev),
+            TxKind::MarketUpdate { name, price, active, server } => {
+                let update = crate::market::ListingUpdate {
+                    price: *price,
+                    active: *active,
+                    server: *server,
+                };
+                s.market_update(&sender, name, &update, ev)
+            }
+            TxKind::MarketDeposit { amount } => s.market_deposit(&sender, *amount, ev),
+            TxKind::MarketWithdraw { amount } => s.market_withdraw(&sender, *amount, now, p, ev),
+            TxKind::MarketKeyCreate { key_hash, label } => {
+                s.market_key_create(&sender, *key_hash, label, now, p, ev)
+            }
+            TxKind::MarketKeyRevoke { key_hash } => {
+                s.market_key_revoke(&sender, *key_hash, now, ev)
+            }
+            TxKind::MarketSettle { batch } => s.market_settle(&sender, batch, now, p, ev),
+            TxKind::MarketRate { listing, stars } => s.market_rate(&sender, listing, *stars, ev),
         }
     }
 }

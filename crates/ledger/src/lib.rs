@@ -14,7 +14,8 @@
 //! Modules: [`token`](crate::State::transfer) (balances, burns, capped mint), emission,
 //! staking (positions by task and role, locks, minimums, unbonding), delegation (pools with σ,
 //! shares, amount × time rewards), slashing (reaches delegators pro rata; reporter / pool / burn
-//! split), rewards (vesting, claims with burned fees).
+//! split), rewards (vesting, claims with burned fees); products: [`arena`], [`alliance`],
+//! [`market`] (listings with verified provenance, credit escrow, API keys, usage settlement).
 //!
 //! # Design decisions
 //! * **Generic stakes.** A stake has a target `(task, role)`; products register targets and
@@ -38,6 +39,7 @@ mod error;
 mod events;
 mod genesis;
 mod ledger;
+pub mod market;
 mod params;
 mod rewards;
 mod slashing;

@@ -57,6 +57,15 @@ pub struct Params {
     pub arena_score_tolerance: Ppm,
     /// How task stake weighs in the emission split (β).
     pub arena_stake_weight: crate::arena::StakeWeight,
+    /// Blocks between a marketplace escrow withdrawal and its release to the balance (servers
+    /// settle usage served before the withdrawal in this window).
+    pub market_withdraw_delay: u64,
+    /// Most entries in one marketplace usage batch.
+    pub market_max_batch_entries: u32,
+    /// Most live (unrevoked) API keys per account.
+    pub market_max_keys: u32,
+    /// Most escrow withdrawals pending at once per account.
+    pub market_max_pending_withdrawals: u32,
 }
 
 impl Default for Params {
@@ -87,6 +96,10 @@ impl Default for Params {
             arena_miss_slash: pct(5),
             arena_score_tolerance: pct(10),
             arena_stake_weight: crate::arena::StakeWeight::Linear,
+            market_withdraw_delay: 100,
+            market_max_batch_entries: 1_000,
+            market_max_keys: 64,
+            market_max_pending_withdrawals: 16,
         }
     }
 }
@@ -130,6 +143,15 @@ impl Params {
         }
         if self.max_block_txs == 0 {
             return Err("max_block_txs must be at least 1".into());
+        }
+        if self.market_max_batch_entries == 0 {
+            return Err("market_max_batch_entries must be at least 1".into());
+        }
+        if self.market_max_keys == 0 {
+            return Err("market_max_keys must be at least 1".into());
+        }
+        if self.market_max_pending_withdrawals == 0 {
+            return Err("market_max_pending_withdrawals must be at least 1".into());
         }
         Ok(())
     }

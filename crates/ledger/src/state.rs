@@ -287,6 +287,22 @@ state_tables! {
     alliance_votes: (u64, u32, Address) => Vote = 0x34,
     /// Decided rounds by (task, round).
     alliance_rounds: (u64, u32) => AllianceRound = 0x35,
+    /// Marketplace listings by name.
+    market_listings: String => crate::market::Listing = 0x40,
+    /// Credit escrows by consumer.
+    market_escrows: Address => crate::market::Escrow = 0x41,
+    /// Due escrow withdrawals by (release height, consumer).
+    market_releases: (Height, Address) => () = 0x42,
+    /// API keys by the hash of the key.
+    market_keys: Hash => crate::market::ApiKey = 0x43,
+    /// Index of API keys by (owner, key hash).
+    market_account_keys: (Address, Hash) => () = 0x44,
+    /// Settled usage batches by (listing, batch id).
+    market_batches: (String, Hash) => crate::market::SettledBatch = 0x45,
+    /// Total charged by (listing, consumer).
+    market_spent: (String, Address) => Amount = 0x46,
+    /// Ratings (1–5 stars) by (listing, consumer).
+    market_ratings: (String, Address) => u8 = 0x47,
 }
 
 impl State {

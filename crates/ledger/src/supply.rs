@@ -33,6 +33,8 @@ pub struct SupplyReport {
     pub arena_pools: Amount,
     /// FL Alliance reward pools.
     pub alliance_pools: Amount,
+    /// Marketplace credit escrows (available and pending withdrawal).
+    pub market_escrow: Amount,
 }
 
 fn sum<'a>(it: impl Iterator<Item = &'a Amount>) -> Amount {
@@ -57,7 +59,8 @@ impl SupplyReport {
                 + self.community_pool.0
                 + self.task_pools.0
                 + self.arena_pools.0
-                + self.alliance_pools.0,
+                + self.alliance_pools.0
+                + self.market_escrow.0,
         )
     }
 
@@ -94,6 +97,7 @@ impl State {
                 self.arena_tasks.iter().map(|(_, t)| t.pool.0 + t.deposit_left.0).sum(),
             ),
             alliance_pools: Amount(self.alliance_tasks.iter().map(|(_, t)| t.pool.0).sum()),
+            market_escrow: Amount(self.market_escrows.iter().map(|(_, e)| e.total().0).sum()),
         }
     }
 }

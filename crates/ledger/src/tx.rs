@@ -256,6 +256,60 @@ pub enum TxKind {
         /// The salt used in the commitment.
         salt: Hash,
     },
+    /// List a model on the marketplace; the sender becomes its owner.
+    MarketList {
+        /// The listing; its provenance claim is checked and filled in by the ledger.
+        spec: Box<crate::market::ListingSpec>,
+    },
+    /// Change a listing's price, active flag or server (owner only; unset fields are kept).
+    MarketUpdate {
+        /// The listing.
+        name: String,
+        /// A new price.
+        #[serde(default)]
+        price: Option<crate::market::Pricing>,
+        /// Serve it or not.
+        #[serde(default)]
+        active: Option<bool>,
+        /// A new server account.
+        #[serde(default)]
+        server: Option<Address>,
+    },
+    /// Move FLOCK from the balance into the sender's credit escrow.
+    MarketDeposit {
+        /// Amount.
+        amount: Amount,
+    },
+    /// Start withdrawing credit: unspendable at once, back in the balance after
+    /// `market_withdraw_delay` blocks.
+    MarketWithdraw {
+        /// Amount.
+        amount: Amount,
+    },
+    /// Bind the hash of an API key to the sender (a hash binds once, ever).
+    MarketKeyCreate {
+        /// Hash of the key's secret.
+        key_hash: Hash,
+        /// A label (at most 64 printable characters).
+        label: String,
+    },
+    /// Revoke one of the sender's API keys.
+    MarketKeyRevoke {
+        /// Hash of the key's secret.
+        key_hash: Hash,
+    },
+    /// A listing's server settles metered usage (a batch id settles once per listing).
+    MarketSettle {
+        /// The usage.
+        batch: crate::market::UsageBatch,
+    },
+    /// Rate a listing the sender has paid for (1–5 stars; replaces its earlier rating).
+    MarketRate {
+        /// The listing.
+        listing: String,
+        /// Stars, 1 to 5.
+        stars: u8,
+    },
 }
 
 /// The signed part of a transaction.
@@ -360,6 +414,13 @@ impl SignedTx {
             TxKind::AlliancePropose { .. }
             | TxKind::AllianceVoteCommit { .. }
             | TxKind::AllianceVoteReveal { .. } => None,
+            TxKind::MarketDeposit { amount } | TxKind::MarketWithdraw { amount } => Some(*amount),
+            TxKind::MarketList { .. }
+            | TxKind::MarketUpdate { .. }
+            | TxKind::MarketKeyCreate { .. }
+            | TxKind::MarketKeyRevoke { .. }
+            | TxKind::MarketSettle { .. }
+            | TxKind::MarketRate { .. } => None,
             TxKind::Claim { .. }
             | TxKind::ArenaCommit { .. }
             | TxKind::ArenaReveal { .. }

@@ -5,5 +5,6 @@ mod arena;
 mod common;
 mod conformance;
 mod economics;
+mod market;
 mod props;
 mod txs;
