@@ -202,6 +202,11 @@ pub(crate) struct DevnetArgs {
     /// Skip the FL Alliance task (ten federated rounds over simulated glucose patients).
     #[arg(long)]
     pub no_alliance: bool,
+    /// Privacy mode of the FL Alliance task: `plaintext` (a poisoner is trimmed), `secagg`
+    /// (pairwise masking; a hospital drops out and the survivors' reveals complete the round)
+    /// or `dp` (each hospital clips and noises its update; ε is reported).
+    #[arg(long, default_value = "plaintext", value_parser = ["plaintext", "secagg", "dp"])]
+    pub fl_privacy: String,
     /// A smaller corpus, fewer training steps and shorter phases (tests, slow machines).
     #[arg(long)]
     pub quick: bool,

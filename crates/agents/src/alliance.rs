@@ -5,7 +5,7 @@
 
 use crate::{arena::AgentCtx, AgentError};
 use flock_ledger::{
-    alliance::{vote_commitment, Aggregation, AllianceTaskSpec, Vote},
+    alliance::{vote_commitment, Aggregation, AllianceTaskSpec, Privacy, Vote},
     TxKind,
 };
 use flock_ml::{
@@ -14,12 +14,15 @@ use flock_ml::{
     train_device, TrainConfig,
 };
 use flock_ml_core::{
-    aggregate::{aggregate_updates, AggregationRule},
+    aggregate::{
+        add_gaussian_noise, aggregate_updates, clip_l2, AggregationRule, GaussianMechanism,
+    },
     artifact::ArtifactLimits,
-    Update,
+    secagg, Layout, Update,
 };
-use flock_primitives::{Address, Hash, Ppm};
+use flock_primitives::{Address, Hash, MaskPublicKey, MaskSecret, Ppm};
 use serde_json::Value;
+use std::{collections::BTreeMap, sync::Arc};
 
 /// The model every member of a task trains: an MLP regressor over the task's features.
 #[derive(Debug, Clone)]
@@ -86,7 +89,17 @@ pub enum MemberBehaviour {
     Honest,
     /// Sends large random values instead of a trained update (a poisoning attack).
     Poison,
+    /// Trains but never posts its update (a member that crashes after the draw); with secure
+    /// aggregation the survivors' reveals let the round complete without it.
+    Dropout,
 }
+
+/// δ of the (ε, δ) guarantee reported for the differential-privacy mode.
+pub const DP_DELTA: f64 = 1e-5;
+
+/// Fixed-point bits for masked updates: deltas are quantized to 2⁻²⁰ (≈ 9.5e-7), with a range
+/// of ±512 per coordinate.
+pub const SECAGG_SCALE_BITS: u32 = 20;
 
 /// A member's view of one round.
 #[derive(Debug, Clone)]
@@ -99,6 +112,27 @@ pub struct MemberRound {
     pub rmse: Option<(f64, f64)>,
     /// As voter: the aggregate's hash.
     pub aggregate: Option<Hash>,
+    /// As proposer: the update it trained, before any masking or noise (it never leaves the
+    /// member; kept for the operator's own records).
+    pub local_update: Option<Arc<Update>>,
+    /// As proposer: the artifact it posted (masked or noised per the task's privacy mode).
+    pub sent: Option<Hash>,
+    /// As proposer in a differential-privacy task: the ε of this release (at δ = [`DP_DELTA`]).
+    pub epsilon: Option<f64>,
+}
+
+impl MemberRound {
+    fn new(round: u32, role: &'static str) -> Self {
+        Self {
+            round,
+            role,
+            rmse: None,
+            aggregate: None,
+            local_update: None,
+            sent: None,
+            epsilon: None,
+        }
+    }
 }
 
 fn rule_of(a: Aggregation, n: usize) -> AggregationRule {
@@ -157,6 +191,9 @@ pub async fn run_member(
         .map_err(|e| AgentError::Protocol(e.to_string()))?;
     let layout = model.init(0)?.layout().clone();
     let limits = ArtifactLimits::for_params(layout.numel() as u64);
+    if spec.privacy == Privacy::SecureAggregation {
+        publish_mask_key(ctx, task, &view).await?;
+    }
     let mut out = Vec::new();
     for round in 0..spec.rounds {
         // A member that falls behind (a slow machine, a phase too short for its work) misses
@@ -182,7 +219,7 @@ pub async fn run_member(
                 if status == 422 || status == 409 =>
             {
                 tracing::warn!(agent = %ctx.name, task, round, %code, %message, "missed the round");
-                out.push(MemberRound { round, role: "missed", rmse: None, aggregate: None });
+                out.push(MemberRound::new(round, "missed"));
             }
             Err(e) => return Err(e),
         }
@@ -238,33 +275,72 @@ async fn member_round(
             .map_err(|e| AgentError::Corrupt(format!("global model: {e}")))?;
     match role.as_str() {
         "proposer" => {
-            let update = match behaviour {
-                MemberBehaviour::Honest => {
+            let local = match behaviour {
+                MemberBehaviour::Honest | MemberBehaviour::Dropout => {
                     model.train(&global, train, local_epochs, u64::from(round) ^ 0xfeed)?
                 }
-                MemberBehaviour::Poison => {
-                    let mut x = u64::from(round).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-                    let vals: Vec<f32> = (0..layout.numel())
-                        .map(|_| {
-                            x ^= x << 13;
-                            x ^= x >> 7;
-                            x ^= x << 17;
-                            ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 200.0
-                        })
-                        .collect();
-                    Update::new(layout.clone(), vals).map_err(|e| AgentError::Ml(e.to_string()))?
+                MemberBehaviour::Poison => poison(layout, round)?,
+            };
+            let mut mine = MemberRound::new(round, "proposer");
+            if behaviour == MemberBehaviour::Dropout {
+                tracing::info!(agent = %ctx.name, task, round, "dropping out before posting");
+                mine.role = "dropped";
+                mine.local_update = Some(Arc::new(local));
+                return Ok(Some(mine));
+            }
+            let bytes = match spec.privacy {
+                // A poisoner ignores the task's rules and posts its raw update.
+                Privacy::Plaintext | Privacy::DifferentialPrivacy { .. }
+                    if behaviour == MemberBehaviour::Poison =>
+                {
+                    local.to_safetensors_default()
+                }
+                Privacy::Plaintext => local.to_safetensors_default(),
+                Privacy::DifferentialPrivacy { clip_micro, noise_micro } => {
+                    let (noised, mech) = privatize(
+                        &global,
+                        &local,
+                        clip_micro as f64 / 1e6,
+                        noise_micro as f64 / 1e6,
+                        dp_seed(ctx, task, round),
+                    )?;
+                    tracing::info!(agent = %ctx.name, task, round, epsilon = mech.epsilon, delta = DP_DELTA, "update clipped and noised");
+                    mine.epsilon = Some(mech.epsilon);
+                    noised.to_safetensors_default()
+                }
+                Privacy::SecureAggregation => {
+                    let keys = mask_keys(ctx, task).await?;
+                    let pairs = pair_seeds(ctx, task, round, &draw_proposers(&draw), &keys)?;
+                    let me_id = draw_id(&draw, &me)?;
+                    let delta: Vec<f32> =
+                        local.values().iter().zip(global.values()).map(|(a, b)| a - b).collect();
+                    let words: Vec<(u32, [u8; 32])> =
+                        pairs.iter().map(|(_, id, seed)| (*id, seed.0)).collect();
+                    let masked = secagg::mask(&delta, me_id, &words, SECAGG_SCALE_BITS)
+                        .map_err(|e| AgentError::Ml(format!("masking the update: {e}")))?;
+                    secagg::encode_masked(&masked)
                 }
             };
-            let h = ctx.artifacts.upload(update.to_safetensors_default()).await?;
+            let h = ctx.artifacts.upload(bytes).await?;
             ctx.client.send_and_wait(&ctx.key, TxKind::AlliancePropose { task, update: h }).await?;
-            Ok(Some(MemberRound { round, role: "proposer", rmse: None, aggregate: None }))
+            mine.local_update = Some(Arc::new(local));
+            mine.sent = Some(h);
+            if spec.privacy == Privacy::SecureAggregation {
+                reveal_for_dropped(ctx, task, round, &draw).await?;
+            }
+            Ok(Some(mine))
         }
         "voter" => {
             wait_alliance(ctx, task, round, "vote_commit").await?;
             let r = round_view(ctx, task, round).await?;
             let mut updates = Vec::new();
             let mut index = Vec::new();
-            for p in r["proposals"].as_array().cloned().unwrap_or_default() {
+            let plain = if spec.privacy == Privacy::SecureAggregation {
+                vec![]
+            } else {
+                r["proposals"].as_array().cloned().unwrap_or_default()
+            };
+            for p in plain {
                 let Some(h) = p["update"].as_str().and_then(|s| s.parse::<Hash>().ok()) else {
                     continue;
                 };
@@ -288,7 +364,40 @@ async fn member_round(
                     }
                 }
             }
-            let (vote, rmse, agg_hash) = if updates.is_empty() {
+            let secure = if spec.privacy == Privacy::SecureAggregation {
+                Some(secure_sum(ctx, task, round, spec, &draw, &global, &r).await?)
+            } else {
+                None
+            };
+            let (vote, rmse, agg_hash) = if let Some(sum) = secure {
+                match sum {
+                    Ok(agg) => {
+                        let h = ctx.artifacts.upload(agg.to_safetensors_default()).await?;
+                        let old = model.rmse(&global, val)?;
+                        let new = model.rmse(&agg, val)?;
+                        let accept = new.is_finite() && new <= old * 1.05;
+                        let score = (new * 1e6).min(u64::MAX as f64) as u64;
+                        (
+                            Vote { aggregate: h, accept, score, penalties: vec![] },
+                            Some((old, new)),
+                            Some(h),
+                        )
+                    }
+                    Err(why) => {
+                        tracing::warn!(agent = %ctx.name, task, round, %why, "the masked sum cannot be recovered");
+                        (
+                            Vote {
+                                aggregate: Hash::ZERO,
+                                accept: false,
+                                score: 0,
+                                penalties: vec![],
+                            },
+                            None,
+                            None,
+                        )
+                    }
+                }
+            } else if updates.is_empty() {
                 (
                     Vote { aggregate: Hash::ZERO, accept: false, score: 0, penalties: vec![] },
                     None,
@@ -349,8 +458,291 @@ async fn member_round(
             ctx.client
                 .send_and_wait(&ctx.key, TxKind::AllianceVoteReveal { task, vote, salt })
                 .await?;
-            Ok(Some(MemberRound { round, role: "voter", rmse, aggregate: agg_hash }))
+            let mut mine = MemberRound::new(round, "voter");
+            mine.rmse = rmse;
+            mine.aggregate = agg_hash;
+            Ok(Some(mine))
         }
-        _ => Ok(Some(MemberRound { round, role: "none", rmse: None, aggregate: None })),
+        _ => Ok(Some(MemberRound::new(round, "none"))),
     }
+}
+
+/// A poisoning update: large pseudo-random values.
+fn poison(layout: &Arc<Layout>, round: u32) -> Result<Update, AgentError> {
+    let mut x = u64::from(round).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let vals: Vec<f32> = (0..layout.numel())
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 200.0
+        })
+        .collect();
+    Update::new(layout.clone(), vals).map_err(|e| AgentError::Ml(e.to_string()))
+}
+
+/// Differential privacy at the member: the update's change from the global model is clipped to
+/// L2 norm `clip` and N(0, (z·clip)²) noise is added to every coordinate, before it leaves the
+/// member. One release is (ε, δ)-DP with ε from the Gaussian mechanism at sensitivity `clip`.
+pub fn privatize(
+    global: &Update,
+    local: &Update,
+    clip: f64,
+    z: f64,
+    seed: u64,
+) -> Result<(Update, GaussianMechanism), AgentError> {
+    let ml = |e: flock_ml_core::AggregateError| AgentError::Ml(e.to_string());
+    let mut delta: Vec<f32> =
+        local.values().iter().zip(global.values()).map(|(a, b)| a - b).collect();
+    clip_l2(&mut delta, clip).map_err(ml)?;
+    let sigma = z * clip;
+    add_gaussian_noise(&mut delta, sigma, seed).map_err(ml)?;
+    let mech = GaussianMechanism::for_sigma(clip, sigma, DP_DELTA).map_err(ml)?;
+    let values = global.values().iter().zip(&delta).map(|(g, d)| g + d).collect();
+    let u =
+        Update::new(global.layout().clone(), values).map_err(|e| AgentError::Ml(e.to_string()))?;
+    Ok((u, mech))
+}
+
+/// The noise seed: secret to the member (derived from its key), so nobody can subtract it.
+fn dp_seed(ctx: &AgentCtx, task: u64, round: u32) -> u64 {
+    let h = Hash::of_parts(
+        "flock dp noise seed v1",
+        &[&ctx.key.secret_bytes(), &task.to_le_bytes(), &round.to_le_bytes()],
+    );
+    u64::from_le_bytes([h.0[0], h.0[1], h.0[2], h.0[3], h.0[4], h.0[5], h.0[6], h.0[7]])
+}
+
+/// The member's masking secret for `task` (derived from its key; never leaves the member).
+fn mask_secret(ctx: &AgentCtx, task: u64) -> MaskSecret {
+    MaskSecret::derive(&ctx.key.secret_bytes(), &task.to_le_bytes())
+}
+
+/// Publishes the member's masking key unless the ledger already has it.
+async fn publish_mask_key(ctx: &AgentCtx, task: u64, view: &Value) -> Result<(), AgentError> {
+    let key = mask_secret(ctx, task).public();
+    let me = ctx.key.address().to_string();
+    let have = view["mask_keys"].as_array().into_iter().flatten().any(|k| {
+        k["member"] == me.as_str() && serde_json::from_value(k["key"].clone()).ok() == Some(key)
+    });
+    if !have {
+        ctx.client.send_and_wait(&ctx.key, TxKind::AllianceMaskKey { task, key }).await?;
+    }
+    Ok(())
+}
+
+async fn mask_keys(
+    ctx: &AgentCtx,
+    task: u64,
+) -> Result<BTreeMap<Address, MaskPublicKey>, AgentError> {
+    let v = ctx.client.get(&format!("/v1/alliance/tasks/{task}")).await?;
+    let mut out = BTreeMap::new();
+    for k in v["mask_keys"].as_array().into_iter().flatten() {
+        let (Some(a), Ok(key)) = (
+            k["member"].as_str().and_then(|a| a.parse::<Address>().ok()),
+            serde_json::from_value::<MaskPublicKey>(k["key"].clone()),
+        ) else {
+            return Err(AgentError::Protocol(format!("bad mask key entry {k}")));
+        };
+        out.insert(a, key);
+    }
+    Ok(out)
+}
+
+/// Drawn proposers with their id: the position in the draw (members sorted by address).
+fn draw_proposers(draw: &Value) -> Vec<(Address, u32)> {
+    draw["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, m)| m[2] == "proposer")
+        .filter_map(|(i, m)| Some((m[0].as_str()?.parse().ok()?, i as u32)))
+        .collect()
+}
+
+fn draw_id(draw: &Value, who: &Address) -> Result<u32, AgentError> {
+    let w = who.to_string();
+    draw["members"]
+        .as_array()
+        .and_then(|ms| ms.iter().position(|m| m[0] == w.as_str()))
+        .map(|i| i as u32)
+        .ok_or_else(|| AgentError::Protocol(format!("{who} is not in the draw")))
+}
+
+/// The seed a pair of proposers masks with: their shared secret bound to the task, the round
+/// and both addresses, so no mask is ever reused.
+fn pair_seed(shared: &Hash, task: u64, round: u32, a: &Address, b: &Address) -> Hash {
+    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+    Hash::of_parts(
+        "flock secagg pair seed v1",
+        &[&shared.0, &task.to_le_bytes(), &round.to_le_bytes(), &lo.0, &hi.0],
+    )
+}
+
+/// This member's pair seeds `(peer, peer id, seed)` with every other drawn proposer that
+/// published a masking key (one without a key cannot post, so it masks with nobody).
+fn pair_seeds(
+    ctx: &AgentCtx,
+    task: u64,
+    round: u32,
+    proposers: &[(Address, u32)],
+    keys: &BTreeMap<Address, MaskPublicKey>,
+) -> Result<Vec<(Address, u32, Hash)>, AgentError> {
+    let me = ctx.key.address();
+    let secret = mask_secret(ctx, task);
+    let mut out = Vec::new();
+    for (peer, id) in proposers {
+        if *peer == me {
+            continue;
+        }
+        let Some(k) = keys.get(peer) else { continue };
+        let shared = secret
+            .agree(k)
+            .map_err(|e| AgentError::Protocol(format!("masking key of {peer}: {e}")))?;
+        out.push((*peer, *id, pair_seed(&shared, task, round, &me, peer)));
+    }
+    Ok(out)
+}
+
+/// After posting: once the propose phase is over, reveals the pair seeds shared with every
+/// drawn proposer that posted nothing, so voters can still unmask the sum.
+async fn reveal_for_dropped(
+    ctx: &AgentCtx,
+    task: u64,
+    round: u32,
+    draw: &Value,
+) -> Result<(), AgentError> {
+    wait_alliance(ctx, task, round, "vote_commit").await?;
+    let r = round_view(ctx, task, round).await?;
+    let dropped: Vec<Address> = r["dropped"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str()?.parse().ok())
+        .collect();
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    let keys = mask_keys(ctx, task).await?;
+    let seeds = pair_seeds(ctx, task, round, &draw_proposers(draw), &keys)?;
+    let reveals: Vec<(Address, Hash)> = dropped
+        .iter()
+        .map(|d| {
+            let seed = seeds.iter().find(|s| s.0 == *d).map(|s| s.2).unwrap_or(Hash::ZERO);
+            (*d, seed)
+        })
+        .collect();
+    tracing::info!(agent = %ctx.name, task, round, dropped = dropped.len(), "revealing masks for dropped proposers");
+    ctx.client.send_and_wait(&ctx.key, TxKind::AllianceUnmask { task, reveals }).await?;
+    Ok(())
+}
+
+/// A voter's view of a secure-aggregation round: the masked updates, and the survivors'
+/// reveals for dropped proposers. Returns the new global model (the previous one plus the mean
+/// of the proposers' changes), or why the sum cannot be recovered. The voter never sees an
+/// individual update: each masked vector is uniformly distributed on its own.
+async fn secure_sum(
+    ctx: &AgentCtx,
+    task: u64,
+    round: u32,
+    spec: &AllianceTaskSpec,
+    draw: &Value,
+    global: &Update,
+    r: &Value,
+) -> Result<Result<Update, String>, AgentError> {
+    let len = global.layout().numel();
+    let posted: Vec<(Address, Hash)> = r["proposals"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some((p["proposer"].as_str()?.parse().ok()?, p["update"].as_str()?.parse().ok()?))
+        })
+        .collect();
+    if posted.is_empty() {
+        return Ok(Err("no proposals".into()));
+    }
+    let keys = mask_keys(ctx, task).await?;
+    let dropped_keyed: Vec<Address> = r["dropped"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str()?.parse().ok())
+        .filter(|a| keys.contains_key(a))
+        .collect();
+    // Survivors reveal in the first half of the vote-commit phase; the voter waits for all of
+    // them (or that deadline) and commits in the second half.
+    let mut view = r.clone();
+    if !dropped_keyed.is_empty() {
+        let t = ctx.client.get(&format!("/v1/alliance/tasks/{task}")).await?;
+        let start = t["rounds_start"].as_u64().unwrap_or(0)
+            + u64::from(round) * spec.phases.round_length()
+            + spec.phases.propose;
+        let deadline = start + spec.phases.vote_commit.div_ceil(2);
+        loop {
+            let n = view["unmasks"].as_array().map_or(0, Vec::len);
+            if n >= posted.len() {
+                break;
+            }
+            let t = ctx.client.get(&format!("/v1/alliance/tasks/{task}")).await?;
+            if t["now"]["next_height"].as_u64().unwrap_or(u64::MAX) > deadline {
+                break;
+            }
+            tokio::time::sleep(ctx.poll).await;
+            view = round_view(ctx, task, round).await?;
+        }
+    }
+    let mut masked = Vec::with_capacity(posted.len());
+    for (p, h) in &posted {
+        let bytes = match ctx.artifacts.download(h).await {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(format!("masked update of {p} unavailable: {e}"))),
+        };
+        match secagg::decode_masked(&bytes, len) {
+            Ok(w) => masked.push(w),
+            Err(e) => return Ok(Err(format!("masked update of {p}: {e}"))),
+        }
+    }
+    let mut corrections = Vec::new();
+    for (p, _) in &posted {
+        if dropped_keyed.is_empty() {
+            break;
+        }
+        let ps = p.to_string();
+        let Some(u) =
+            view["unmasks"].as_array().into_iter().flatten().find(|u| u["proposer"] == ps.as_str())
+        else {
+            return Ok(Err(format!("{p} did not reveal its masks for the dropped proposers")));
+        };
+        let me_id = draw_id(draw, p)?;
+        for rv in u["reveals"].as_array().into_iter().flatten() {
+            let (Some(d), Some(seed)) = (
+                rv[0].as_str().and_then(|a| a.parse::<Address>().ok()),
+                rv[1].as_str().and_then(|a| a.parse::<Hash>().ok()),
+            ) else {
+                return Ok(Err(format!("malformed reveal from {p}")));
+            };
+            if dropped_keyed.contains(&d) {
+                corrections.push(secagg::dropout_correction(
+                    me_id,
+                    draw_id(draw, &d)?,
+                    &seed.0,
+                    len,
+                ));
+            }
+        }
+    }
+    let sum = match secagg::unmask_sum(&masked, &corrections, SECAGG_SCALE_BITS) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let n = posted.len() as f64;
+    let values: Vec<f32> = global
+        .values()
+        .iter()
+        .zip(&sum)
+        .map(|(g, s)| (f64::from(*g) + f64::from(*s) / n) as f32)
+        .collect();
+    Ok(Ok(Update::new(global.layout().clone(), values).map_err(|e| AgentError::Ml(e.to_string()))?))
 }

@@ -37,6 +37,11 @@ pub struct AllianceScenario {
     pub phases: AlliancePhases,
     /// Working directory.
     pub work_dir: PathBuf,
+    /// Privacy mode. With secure aggregation the rule is FedAvg (voters see only the sum) and
+    /// the last hospital drops out after the draw instead of poisoning.
+    pub privacy: Privacy,
+    /// ρ: probability of being drawn proposer.
+    pub proposer_ratio: Ppm,
 }
 
 /// One decided round.
@@ -73,6 +78,12 @@ pub struct AllianceOutcome {
     pub initial_rmse: f64,
     /// Checks.
     pub checks: Vec<(String, bool)>,
+    /// Privacy mode.
+    pub privacy: Privacy,
+    /// Differential privacy: `(name, releases, per-release ε, total ε by basic composition)`.
+    pub epsilon: Vec<(String, usize, f64, f64)>,
+    /// Each hospital's own log of its rounds `(name, rounds)`.
+    pub reports: Vec<(String, Vec<MemberRound>)>,
 }
 
 /// Scales simulated mg/dL, grams and units into the model's range (÷100), and back for RMSE.
@@ -97,8 +108,10 @@ fn split(t: &flock_ml_data::Tabular) -> (TabularData, TabularData) {
     (to_data(&a), to_data(&b))
 }
 
-fn name(i: usize, n: usize) -> String {
-    if i == n {
+fn name(i: usize, n: usize, privacy: Privacy) -> String {
+    if i == n && privacy == Privacy::SecureAggregation {
+        "hospital-D (drops out)".to_owned()
+    } else if i == n {
         "hospital-P (poisoner)".to_owned()
     } else {
         format!("hospital-{}", (b'A' + i as u8 - 1) as char)
@@ -129,7 +142,7 @@ pub async fn run_alliance_scenario(s: AllianceScenario) -> Result<AllianceOutcom
             &s.url,
             s.keys[i].clone(),
             &s.work_dir.join(format!("member-{i}")),
-            &name(i, hospitals),
+            &name(i, hospitals, s.privacy),
         );
         c.poll = Duration::from_millis(100);
         c
@@ -144,12 +157,16 @@ pub async fn run_alliance_scenario(s: AllianceScenario) -> Result<AllianceOutcom
         min_members: hospitals as u32,
         max_members: hospitals as u32,
         min_stake: Amount::flock(500),
-        proposer_ratio: Ppm::percent(50).map_err(|e| AgentError::Protocol(e.to_string()))?,
+        proposer_ratio: s.proposer_ratio,
         slash_rate: Ppm::percent(10).map_err(|e| AgentError::Protocol(e.to_string()))?,
         proposer_share: Ppm::percent(50).map_err(|e| AgentError::Protocol(e.to_string()))?,
         reward_pool: Amount::flock(5_000),
-        aggregation: Aggregation::TrimmedMean { trim: 1 },
-        privacy: Privacy::Plaintext,
+        aggregation: if s.privacy == Privacy::SecureAggregation {
+            Aggregation::Fedavg
+        } else {
+            Aggregation::TrimmedMean { trim: 1 }
+        },
+        privacy: s.privacy,
         phases: s.phases,
     };
     let v = creator
@@ -170,7 +187,11 @@ pub async fn run_alliance_scenario(s: AllianceScenario) -> Result<AllianceOutcom
     let mut handles = Vec::new();
     for i in 1..=hospitals {
         let (c, m, (train, val)) = (ctx(i), model.clone(), local[i - 1].clone());
-        let b = if i == hospitals { MemberBehaviour::Poison } else { MemberBehaviour::Honest };
+        let b = match (i == hospitals, s.privacy) {
+            (false, _) => MemberBehaviour::Honest,
+            (true, Privacy::SecureAggregation) => MemberBehaviour::Dropout,
+            (true, _) => MemberBehaviour::Poison,
+        };
         handles
             .push(tokio::spawn(async move { run_member(&c, task, &m, &train, &val, b, 2).await }));
     }
@@ -190,7 +211,7 @@ pub async fn run_alliance_scenario(s: AllianceScenario) -> Result<AllianceOutcom
         s.keys
             .iter()
             .position(|k| k.address().to_string() == a)
-            .map(|i| name(i, hospitals))
+            .map(|i| name(i, hospitals, s.privacy))
             .unwrap_or_else(|| a.to_owned())
     };
     let mut rounds = Vec::new();
@@ -298,7 +319,7 @@ pub async fn run_alliance_scenario(s: AllianceScenario) -> Result<AllianceOutcom
             .collect();
         identical &= hs.windows(2).all(|w| w[0] == w[1]);
     }
-    let poisoner = name(hospitals, hospitals);
+    let poisoner = name(hospitals, hospitals, s.privacy);
     let poisoned: Vec<&RoundLine> =
         rounds.iter().filter(|r| r.proposers.contains(&poisoner)).collect();
     let contained =
@@ -312,11 +333,49 @@ pub async fn run_alliance_scenario(s: AllianceScenario) -> Result<AllianceOutcom
             .map(|(_, a)| a.0)
             .sum(),
     );
+    let named = |r: Vec<Vec<MemberRound>>| -> Vec<(String, Vec<MemberRound>)> {
+        r.into_iter().enumerate().map(|(i, x)| (name(i + 1, hospitals, s.privacy), x)).collect()
+    };
+    let mut epsilon = Vec::new();
+    for (i, rep) in reports.iter().enumerate() {
+        let eps: Vec<f64> = rep.iter().filter_map(|m| m.epsilon).collect();
+        if let Some(first) = eps.first() {
+            epsilon.push((name(i + 1, hospitals, s.privacy), eps.len(), *first, eps.iter().sum()));
+        }
+    }
+    if s.privacy == Privacy::SecureAggregation {
+        // The dropper's rounds completed from the survivors' reveals.
+        let dropped_rounds: Vec<&RoundLine> =
+            rounds.iter().filter(|r| r.proposers.contains(&poisoner)).collect();
+        let recovered = dropped_rounds.iter().filter(|r| r.accepted).count();
+        let checks = vec![
+            ("every voter computed a bit-identical aggregate hash from masked updates".to_owned(), identical),
+            (format!("rounds with a dropped proposer completed from the survivors' reveals ({recovered} of {})", dropped_rounds.len()), recovered == dropped_rounds.len()),
+            (format!("federated RMSE {federated_rmse:.1} mg/dL within 25% of centralized {central:.1}"), federated_rmse <= central * 1.25),
+        ];
+        return Ok(AllianceOutcome {
+            task,
+            rounds,
+            members,
+            federated_rmse,
+            centralized_rmse: central,
+            initial_rmse,
+            checks,
+            privacy: s.privacy,
+            epsilon,
+            reports: named(reports),
+        });
+    }
     let checks = vec![
         ("every honest voter computed a bit-identical aggregate hash".to_owned(), identical),
         (format!("the poisoner's rounds were rejected or its update trimmed and slashed ({} rounds proposing)", poisoned.len()), contained),
         ("the poisoner lost stake".to_owned(), poisoned.is_empty() || !p_slashed.is_zero()),
-        (format!("federated RMSE {federated_rmse:.1} mg/dL within 25% of centralized {centralized:.1}", centralized = central), federated_rmse <= central * 1.25),
+        if matches!(s.privacy, Privacy::DifferentialPrivacy { .. }) {
+            // Noise costs accuracy: the claim is only that the alliance still learned.
+            (format!("federated RMSE {federated_rmse:.1} mg/dL below the initial model's {initial_rmse:.1} (centralized without noise: {central:.1})"), federated_rmse < initial_rmse)
+        } else {
+            (format!("federated RMSE {federated_rmse:.1} mg/dL within 25% of centralized {centralized:.1}", centralized = central), federated_rmse <= central * 1.25)
+        },
     ];
     Ok(AllianceOutcome {
         task,
@@ -326,6 +385,9 @@ pub async fn run_alliance_scenario(s: AllianceScenario) -> Result<AllianceOutcom
         centralized_rmse: central,
         initial_rmse,
         checks,
+        privacy: s.privacy,
+        epsilon,
+        reports: named(reports),
     })
 }
 
@@ -361,6 +423,23 @@ pub fn print_alliance(o: &AllianceOutcome) -> String {
         "  held-out patients: initial model {:.1} mg/dL, federated {:.1} mg/dL, centralized (union of the data) {:.1} mg/dL\n",
         o.initial_rmse, o.federated_rmse, o.centralized_rmse
     );
+    match o.privacy {
+        Privacy::Plaintext => {}
+        Privacy::SecureAggregation => {
+            out += "  privacy: secure aggregation (pairwise masks; voters saw only the sum of the updates)\n"
+        }
+        Privacy::DifferentialPrivacy { clip_micro, noise_micro } => {
+            out += &format!(
+                "  privacy: differential privacy at each member (clip {} , noise multiplier {}, δ = {:e})\n",
+                clip_micro as f64 / 1e6,
+                noise_micro as f64 / 1e6,
+                crate::alliance::DP_DELTA
+            );
+            for (n, k, e1, et) in &o.epsilon {
+                out += &format!("    {n:<24} {k} release(s): ε {e1:.2} each, {et:.2} in total (basic composition)\n");
+            }
+        }
+    }
     for (c, ok) in &o.checks {
         out += &format!("  [{}] {c}\n", if *ok { "ok" } else { "FAILED" });
     }

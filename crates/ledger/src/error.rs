@@ -236,6 +236,9 @@ pub enum TxError {
         /// The submission.
         submission: u32,
     },
+    /// The action does not fit the task's privacy mode (e.g. a proposal without a masking key).
+    #[error("privacy mode: {0}")]
+    PrivacyMode(String),
     /// No marketplace listing has this name.
     #[error("no marketplace listing {0:?}")]
     UnknownListing(String),
@@ -329,6 +332,7 @@ impl TxError {
     pub const fn code(&self) -> &'static str {
         match self {
             Self::Malformed(_) => "malformed",
+            Self::PrivacyMode(_) => "privacy_mode",
             Self::TooLarge { .. } => "too_large",
             Self::BadSignature => "bad_signature",
             Self::WrongChainId { .. } => "wrong_chain_id",

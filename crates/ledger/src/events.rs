@@ -294,7 +294,25 @@ pub enum Event {
         /// Voters.
         voters: Vec<Address>,
     },
-    /// A proposer posted an update.
+    /// A member of a secure-aggregation task published its masking key.
+    MaskKeyPublished {
+        /// Task.
+        task: u64,
+        /// Member.
+        member: Address,
+    },
+    /// A surviving proposer revealed its pair seeds with proposers that dropped out.
+    MasksRevealed {
+        /// Task.
+        task: u64,
+        /// Round.
+        round: u32,
+        /// The surviving proposer.
+        proposer: Address,
+        /// The dropped proposers it revealed seeds for.
+        dropped: Vec<Address>,
+    },
+    /// A proposer posted its update.
     UpdateProposed {
         /// Task.
         task: u64,

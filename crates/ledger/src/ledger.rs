@@ -346,6 +346,12 @@ impl Ledger {
             TxKind::AllianceVoteReveal { task, vote, salt } => {
                 s.alliance_vote_reveal(&sender, *task, vote, *salt, now, ev)
             }
+            TxKind::AllianceMaskKey { task, key } => {
+                s.alliance_mask_key(&sender, *task, *key, now, ev)
+            }
+            TxKind::AllianceUnmask { task, reveals } => {
+                s.alliance_unmask(&sender, *task, reveals, now, ev)
+            }
             TxKind::MarketList { spec } => s.market_list(&sender, spec, now, ev),
             TxKind::MarketUpdate { name, price, active, server } => {
                 let update = crate::market::ListingUpdate {

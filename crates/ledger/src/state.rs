@@ -12,7 +12,7 @@ use crate::{
     tx::StakeTarget,
 };
 use borsh::{BorshDeserialize, BorshSerialize};
-use flock_primitives::{Address, Amount, Hash, Height, Ppm};
+use flock_primitives::{Address, Amount, Hash, Height, MaskPublicKey, Ppm};
 use serde::{Deserialize, Serialize};
 
 /// A state change for storage: key bytes and the new value (`None` = deleted).
@@ -287,6 +287,10 @@ state_tables! {
     alliance_votes: (u64, u32, Address) => Vote = 0x34,
     /// Decided rounds by (task, round).
     alliance_rounds: (u64, u32) => AllianceRound = 0x35,
+    /// Secure-aggregation public masking keys by (task, member).
+    alliance_mask_keys: (u64, Address) => MaskPublicKey = 0x36,
+    /// Dropout reveals `(dropped proposer, pair seed)` by (task, round, surviving proposer).
+    alliance_unmasks: (u64, u32, Address) => Vec<(Address, Hash)> = 0x37,
     /// Marketplace listings by name.
     market_listings: String => crate::market::Listing = 0x40,
     /// Credit escrows by consumer.

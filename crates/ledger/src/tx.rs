@@ -256,6 +256,22 @@ pub enum TxKind {
         /// The salt used in the commitment.
         salt: Hash,
     },
+    /// A member of a secure-aggregation task publishes its public masking key (join phase).
+    AllianceMaskKey {
+        /// Task.
+        task: TaskId,
+        /// The key other proposers agree pair seeds with.
+        key: flock_primitives::MaskPublicKey,
+    },
+    /// A proposer whose masked update was posted reveals its pair seeds with the drawn
+    /// proposers that posted nothing, so voters can remove masks that no longer cancel
+    /// (vote-commit phase).
+    AllianceUnmask {
+        /// Task.
+        task: TaskId,
+        /// `(dropped proposer, pair seed)`.
+        reveals: Vec<(Address, Hash)>,
+    },
     /// List a model on the marketplace; the sender becomes its owner.
     MarketList {
         /// The listing; its provenance claim is checked and filled in by the ledger.
@@ -413,7 +429,9 @@ impl SignedTx {
             TxKind::AllianceJoin { amount, .. } => Some(*amount),
             TxKind::AlliancePropose { .. }
             | TxKind::AllianceVoteCommit { .. }
-            | TxKind::AllianceVoteReveal { .. } => None,
+            | TxKind::AllianceVoteReveal { .. }
+            | TxKind::AllianceMaskKey { .. }
+            | TxKind::AllianceUnmask { .. } => None,
             TxKind::MarketDeposit { amount } | TxKind::MarketWithdraw { amount } => Some(*amount),
             TxKind::MarketList { .. }
             | TxKind::MarketUpdate { .. }

@@ -29,6 +29,41 @@ pub enum SecAggError {
     /// Nothing to sum.
     #[error("no masked updates")]
     Empty,
+    /// The artifact is not a masked update.
+    #[error("not a masked update (missing the FLKMASK1 header)")]
+    NotMasked,
+}
+
+/// A masked update in the artifact store: `FLKMASK1`, the word count (u64 LE), then the words
+/// (u32 LE).
+pub const MASKED_MAGIC: &[u8; 8] = b"FLKMASK1";
+
+/// Encodes a masked update as an artifact.
+pub fn encode_masked(words: &[u32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + 4 * words.len());
+    out.extend_from_slice(MASKED_MAGIC);
+    out.extend_from_slice(&(words.len() as u64).to_le_bytes());
+    for w in words {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes a masked-update artifact that must hold exactly `expected` words.
+pub fn decode_masked(bytes: &[u8], expected: usize) -> Result<Vec<u32>, SecAggError> {
+    if bytes.len() < 16 || &bytes[..8] != MASKED_MAGIC {
+        return Err(SecAggError::NotMasked);
+    }
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&bytes[8..16]);
+    let n = u64::from_le_bytes(n);
+    if n != expected as u64 || bytes.len() as u64 != 16 + 4 * n {
+        return Err(SecAggError::LengthMismatch(
+            expected,
+            ((bytes.len() - 16) / 4).min(n as usize),
+        ));
+    }
+    Ok(bytes[16..].chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
 /// Fixed-point scale: 2^16 steps per unit (±32,768 range with wrapping headroom for sums).
@@ -233,5 +268,15 @@ mod tests {
             Err(SecAggError::LengthMismatch(2, 1))
         ));
         assert_eq!(unmask_sum(&[], &[], 16), Err(SecAggError::Empty));
+        let words = vec![1u32, u32::MAX, 7];
+        assert_eq!(decode_masked(&encode_masked(&words), 3).unwrap(), words);
+        assert_eq!(
+            decode_masked(&encode_masked(&words), 4),
+            Err(SecAggError::LengthMismatch(4, 3))
+        );
+        let mut cut = encode_masked(&words);
+        cut.pop();
+        assert!(matches!(decode_masked(&cut, 3), Err(SecAggError::LengthMismatch(..))));
+        assert_eq!(decode_masked(b"PK\x03\x04 not masked", 3), Err(SecAggError::NotMasked));
     }
 }

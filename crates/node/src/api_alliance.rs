@@ -89,8 +89,14 @@ async fn detail(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult 
                 json!({ "address": a, "stake": stake, "own_stake": st.own_stake(&a, &member_target(id)), "rewards": Amount(r), "slashed": Amount(sl) })
             })
             .collect();
+        let mask_keys: Vec<Value> = st
+            .alliance_mask_keys
+            .range((id, Address([0; 20]))..=(id, Address([0xff; 20])))
+            .map(|((_, a), k)| json!({ "member": a, "key": k }))
+            .collect();
         let mut v = summary(st, &t, c.info().height);
         v["spec"] = json!(t.spec);
+        v["mask_keys"] = json!(mask_keys);
         v["member_list"] = json!(members);
         v["history"] = json!(history);
         Ok(Json(v))
@@ -130,6 +136,12 @@ async fn round(State(s): State<AppState>, Path((id, r)): Path<(String, String)>)
             "proposals": proposals,
             "vote_commits": committed,
             "votes": votes,
+            "dropped": st.alliance_dropped(id, r),
+            "unmasks": st
+                .alliance_unmasks_of(id, r)
+                .into_iter()
+                .map(|(p, rv)| json!({ "proposer": p, "reveals": rv }))
+                .collect::<Vec<_>>(),
             "outcome": st.alliance_rounds.get(&(id, r)),
         })))
     })

@@ -27,6 +27,7 @@
 mod address;
 mod amount;
 pub mod codec;
+mod dh;
 mod error;
 mod hash;
 mod height;
@@ -37,6 +38,7 @@ mod vrf;
 
 pub use address::Address;
 pub use amount::Amount;
+pub use dh::{MaskPublicKey, MaskSecret};
 pub use error::PrimitiveError;
 pub use hash::Hash;
 pub use height::{Epoch, Height};

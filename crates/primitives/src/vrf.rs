@@ -108,12 +108,12 @@ impl fmt::Debug for VrfProof {
 
 macro_rules! hex_array {
     ($name:ident, $n:expr) => {
-        mod $name {
+        pub(crate) mod $name {
             use serde::{Deserialize, Deserializer, Serializer};
-            pub(super) fn serialize<S: Serializer>(v: &[u8; $n], s: S) -> Result<S::Ok, S::Error> {
+            pub(crate) fn serialize<S: Serializer>(v: &[u8; $n], s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(&hex::encode(v))
             }
-            pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+            pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
                 d: D,
             ) -> Result<[u8; $n], D::Error> {
                 let s = <String as Deserialize>::deserialize(d)?;
@@ -125,6 +125,7 @@ macro_rules! hex_array {
     };
 }
 hex_array!(hex_32, 32);
+pub(crate) use hex_32 as hex_32_serde;
 hex_array!(hex_64, 64);
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ pub(crate) async fn run(a: DevnetArgs, json: bool) -> anyhow::Result<()> {
         result = arena(&url, &dir, a.block_interval_ms.max(1), a.quick).await;
     }
     if result.is_ok() && !a.no_demo && !a.no_alliance {
-        result = alliance(&url, &dir, a.block_interval_ms.max(1), a.quick).await;
+        result = alliance(&url, &dir, a.block_interval_ms.max(1), a.quick, &a.fl_privacy).await;
     }
     if let Err(e) = &result {
         eprintln!("demo failed: {e:#}");
@@ -180,9 +180,25 @@ async fn alliance(
     dir: &std::path::Path,
     interval_ms: u64,
     quick: bool,
+    privacy: &str,
 ) -> anyhow::Result<()> {
     use flock_agents::fl_scenario::{print_alliance, run_alliance_scenario, AllianceScenario};
-    println!("\nFL Alliance: six hospitals (simulated glucose-insulin patients, labeled as such; each hospital's data stays in its own agent) train a 30-minutes-ahead glucose predictor for 10 rounds; hospital-P poisons its updates; aggregation is a deterministic trimmed mean");
+    use flock_ledger::alliance::Privacy;
+    let (privacy, story) = match privacy {
+        "secagg" => (
+            Privacy::SecureAggregation,
+            "updates are masked pairwise so voters see only their sum (FedAvg); hospital-D drops out after each draw and the survivors reveal its pair seeds",
+        ),
+        "dp" => (
+            Privacy::DifferentialPrivacy { clip_micro: 1_000_000, noise_micro: 20_000 },
+            "each hospital clips its change to norm 1 and adds Gaussian noise (multiplier 0.02) before it leaves; hospital-P poisons its updates; aggregation is a deterministic trimmed mean",
+        ),
+        _ => (
+            Privacy::Plaintext,
+            "hospital-P poisons its updates; aggregation is a deterministic trimmed mean",
+        ),
+    };
+    println!("\nFL Alliance: six hospitals (simulated glucose-insulin patients, labeled as such; each hospital's data stays in its own agent) train a 30-minutes-ahead glucose predictor for 10 rounds; {story}");
     let blocks = |ms: u64| (ms / interval_ms).max(4);
     let (propose, commit, reveal) = if quick {
         (blocks(3_000), blocks(2_000), blocks(1_500))
@@ -202,6 +218,8 @@ async fn alliance(
             vote_reveal: reveal,
         },
         work_dir: dir.join("alliance-agents"),
+        privacy,
+        proposer_ratio: flock_primitives::Ppm::percent(50)?,
     };
     let outcome = run_alliance_scenario(s).await?;
     println!("{}", print_alliance(&outcome));

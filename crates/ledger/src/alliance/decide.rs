@@ -95,6 +95,21 @@ impl State {
                 slash(self, v, format!("voter missed its reveal in round {round}"), ev)?;
             }
         }
+        // Secure aggregation: survivors that kept the seeds needed to unmask the sum.
+        if task.spec.privacy == Privacy::SecureAggregation
+            && !self.alliance_dropped(task_id, round).is_empty()
+        {
+            for (p, _) in &proposals {
+                if !self.alliance_unmasks.contains(&(task_id, round, *p)) {
+                    slash(
+                        self,
+                        p,
+                        format!("did not reveal its masks for dropped proposers in round {round}"),
+                        ev,
+                    )?;
+                }
+            }
+        }
         // The losing side.
         for (v, vote) in &votes {
             if vote.accept != accepted && !proposals.is_empty() {

@@ -224,6 +224,14 @@ impl State {
         if existing.iter().any(|(_, (a, _))| a == proposer) {
             return Err(TxError::AlreadyCommitted { task: task_id, round });
         }
+        if task.spec.privacy == Privacy::SecureAggregation
+            && !self.alliance_mask_keys.contains(&(task_id, *proposer))
+        {
+            return Err(TxError::PrivacyMode(format!(
+                "{proposer} published no masking key in the join phase of task {task_id}, so \
+                 its update cannot be masked"
+            )));
+        }
         let index = existing.len() as u32;
         self.alliance_proposals.insert((task_id, round, index), (*proposer, update));
         ev.push(Event::UpdateProposed { task: task_id, round, index, proposer: *proposer, update });
@@ -484,6 +492,27 @@ fn validate(s: &AllianceTaskSpec, params: &Params) -> Result<(), TxError> {
             "reward_pool {} is below the minimum of {}",
             s.reward_pool, params.arena_min_deposit
         ));
+    }
+    match s.privacy {
+        Privacy::Plaintext => {}
+        // Voters see only the sum of masked updates: no per-update rule can run on it.
+        Privacy::SecureAggregation if s.aggregation != Aggregation::Fedavg => {
+            return bad("secure aggregation reveals only the sum: it needs the fedavg rule".into())
+        }
+        Privacy::SecureAggregation => {}
+        Privacy::DifferentialPrivacy { clip_micro, noise_micro } => {
+            if clip_micro == 0 || noise_micro == 0 {
+                return bad(
+                    "differential privacy needs a clip norm and a noise multiplier above 0".into(),
+                );
+            }
+            if noise_micro > 100_000_000 || clip_micro > 1_000_000_000_000 {
+                return bad(
+                    "differential privacy: noise multiplier at most 100, clip norm at most 1e6"
+                        .into(),
+                );
+            }
+        }
     }
     match s.aggregation {
         Aggregation::TrimmedMean { trim: 0 } => return bad("trimmed mean needs trim >= 1".into()),

@@ -11,10 +11,12 @@
 
 mod decide;
 mod handler;
+mod secagg;
 mod sink;
 mod types;
 
 pub use decide::MOSTLY_DISCARDED;
 pub use handler::{make_draw, member_target, AlliancePhase};
+pub use secagg::MAX_UNMASK_REVEALS;
 pub use sink::AllianceSink;
 pub use types::*;

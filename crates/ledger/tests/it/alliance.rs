@@ -340,3 +340,137 @@ fn a_mostly_discarded_update_is_slashed_in_an_accepted_round() {
     }
     assert_conserved(&l);
 }
+
+#[test]
+fn secure_aggregation_keys_dropouts_and_reveals() {
+    use flock_primitives::MaskSecret;
+    let (mut l, k) = fresh_with(Params { epoch_length: 1_000_000, ..params() });
+    // Secure aggregation reveals only a sum: a per-update rule is refused at creation.
+    let bad = AllianceTaskSpec { privacy: Privacy::SecureAggregation, ..spec(2, 3) };
+    assert_eq!(
+        run(&mut l, &k[0], TxKind::AllianceCreate { spec: Box::new(bad) }),
+        Err("invalid_task".into())
+    );
+    let ok = AllianceTaskSpec {
+        privacy: Privacy::SecureAggregation,
+        aggregation: Aggregation::Fedavg,
+        proposer_ratio: Ppm::percent(60).unwrap(),
+        ..spec(1, 3)
+    };
+    run(&mut l, &k[0], TxKind::AllianceCreate { spec: Box::new(ok) }).unwrap();
+    let task: u64 = 1;
+    let key = |m: &Keypair| MaskSecret::derive(&m.secret_bytes(), &task.to_le_bytes()).public();
+    // Only members publish keys, and only valid group elements.
+    let e = reject(&mut l, &k[1], TxKind::AllianceMaskKey { task, key: key(&k[1]) });
+    assert!(matches!(e, TxError::NotStaked { .. }), "{e}");
+    for m in &k[1..6] {
+        run(&mut l, m, TxKind::AllianceJoin { task, amount: flock(100) }).unwrap();
+    }
+    let e = reject(
+        &mut l,
+        &k[1],
+        TxKind::AllianceMaskKey { task, key: flock_primitives::MaskPublicKey([0; 32]) },
+    );
+    assert_eq!(e.code(), "privacy_mode");
+    // Members 1..=4 publish keys; member 5 does not.
+    for m in &k[1..5] {
+        run(&mut l, m, TxKind::AllianceMaskKey { task, key: key(m) }).unwrap();
+    }
+    assert_eq!(l.state().alliance_mask_key_of(task, &k[2].address()), Some(key(&k[2])));
+    to_phase(&mut l, task, "propose");
+    advance(&mut l, 2);
+    // Keys are fixed once the task runs.
+    let e = reject(&mut l, &k[1], TxKind::AllianceMaskKey { task, key: key(&k[1]) });
+    assert!(matches!(e, TxError::WrongPhase { .. }), "{e}");
+    let draw = l.state().alliance_draws.get(&(task, 0)).unwrap().clone();
+    let find = |a: &Address| k.iter().find(|x| x.address() == *a).unwrap().clone();
+    let proposers: Vec<Keypair> =
+        draw.members.iter().filter(|m| m.2 == MemberRole::Proposer).map(|m| find(&m.0)).collect();
+    assert!(proposers.len() >= 3, "the seed should draw at least 3 proposers at 60%");
+    // A proposer without a key cannot post (its update could not be masked).
+    if let Some(nokey) = proposers.iter().find(|p| p.address() == k[5].address()) {
+        let e = reject(&mut l, nokey, TxKind::AlliancePropose { task, update: Hash::of(b"x") });
+        assert_eq!(e.code(), "privacy_mode");
+    }
+    let keyed: Vec<&Keypair> = proposers.iter().filter(|p| p.address() != k[5].address()).collect();
+    // The first keyed proposer drops out; the others post masked updates.
+    let (dropped, survivors) = keyed.split_first().unwrap();
+    for (i, p) in survivors.iter().enumerate() {
+        run(&mut l, p, TxKind::AlliancePropose { task, update: Hash::of(&[i as u8]) }).unwrap();
+    }
+    let mut expect_dropped: Vec<Address> = proposers
+        .iter()
+        .map(|p| p.address())
+        .filter(|a| !survivors.iter().any(|s| s.address() == *a))
+        .collect();
+    expect_dropped.sort();
+    let mut got = l.state().alliance_dropped(task, 0);
+    got.sort();
+    assert_eq!(got, expect_dropped);
+    // Reveals come in the vote-commit phase.
+    let reveal = |p: &Keypair| -> Vec<(Address, Hash)> {
+        expect_dropped
+            .iter()
+            .map(|d| (*d, Hash::of_parts("seed", &[&p.address().0, &d.0])))
+            .collect()
+    };
+    let e = reject(
+        &mut l,
+        survivors[0],
+        TxKind::AllianceUnmask { task, reveals: reveal(survivors[0]) },
+    );
+    assert!(matches!(e, TxError::WrongPhase { .. }), "{e}");
+    to_phase(&mut l, task, "vote_commit");
+    advance(&mut l, 1);
+    // Only a proposer that posted reveals, naming exactly the dropped proposers, once.
+    let e = reject(&mut l, dropped, TxKind::AllianceUnmask { task, reveals: reveal(dropped) });
+    assert!(matches!(e, TxError::NotAssigned { .. }), "{e}");
+    let e = reject(&mut l, survivors[0], TxKind::AllianceUnmask { task, reveals: vec![] });
+    assert_eq!(e.code(), "privacy_mode");
+    run(&mut l, survivors[0], TxKind::AllianceUnmask { task, reveals: reveal(survivors[0]) })
+        .unwrap();
+    let e = reject(
+        &mut l,
+        survivors[0],
+        TxKind::AllianceUnmask { task, reveals: reveal(survivors[0]) },
+    );
+    assert_eq!(e, TxError::AlreadyRevealed);
+    assert_eq!(l.state().alliance_unmasks_of(task, 0).len(), 1);
+    // The other survivors keep their seeds: at the decision they are slashed for it, and the
+    // survivor that revealed is not slashed for that.
+    let stake = |l: &Ledger, a: &Address| l.state().own_stake(a, &member_target(task));
+    let before: Vec<Amount> = survivors.iter().map(|p| stake(&l, &p.address())).collect();
+    to_phase(&mut l, task, "ended");
+    advance(&mut l, 2);
+    let outcome = l.state().alliance_rounds.get(&(task, 0)).unwrap().clone();
+    for (i, p) in survivors.iter().enumerate() {
+        let masks = outcome
+            .slashes
+            .iter()
+            .any(|(a, _, why)| *a == p.address() && why.contains("did not reveal its masks"));
+        assert_eq!(masks, i > 0, "survivor {i}: {:?}", outcome.slashes);
+        if i > 0 {
+            assert!(stake(&l, &p.address()) < before[i]);
+        }
+    }
+}
+
+#[test]
+fn privacy_modes_are_checked_at_creation_and_plaintext_tasks_take_no_keys() {
+    let (mut l, k, task) = setup(params());
+    let dp = |clip_micro, noise_micro| AllianceTaskSpec {
+        privacy: Privacy::DifferentialPrivacy { clip_micro, noise_micro },
+        ..spec(2, 3)
+    };
+    for s in [dp(0, 1_000_000), dp(1_000_000, 0), dp(1_000_000, 200_000_000)] {
+        assert_eq!(
+            run(&mut l, &k[0], TxKind::AllianceCreate { spec: Box::new(s) }),
+            Err("invalid_task".into())
+        );
+    }
+    run(&mut l, &k[0], TxKind::AllianceCreate { spec: Box::new(dp(1_000_000, 800_000)) }).unwrap();
+    run(&mut l, &k[1], TxKind::AllianceJoin { task, amount: flock(100) }).unwrap();
+    let key = flock_primitives::MaskSecret::derive(&[7; 32], b"x").public();
+    let e = reject(&mut l, &k[1], TxKind::AllianceMaskKey { task, key });
+    assert_eq!(e.code(), "privacy_mode");
+}
