@@ -9,10 +9,18 @@ batch 32, 1 local epoch per round, 10 rounds, FedAvg weighted by client sample c
   flower: flwr[simulation] (Ray backend), the client model is scikit-learn's MLPClassifier
           trained with partial_fit (one epoch per round).
   flock:  the same CSV splits, trained by flock-ml's MLP and aggregated by flock-ml-core's
-          deterministic FedAvg (`cargo run -p flock-ml --example fl_digits`).
+          deterministic FedAvg (`cargo run -p flock-ml --example fl_digits`): the engine alone.
+  flock alliance: the same workload through the whole FL Alliance protocol
+          (`cargo run -p flock-agents --example fl_alliance_digits`): a node with ledger and
+          artifact store, one agent per client with its own stake, a VRF draw each round (70%
+          proposers train and upload; the rest aggregate with FedAvg, evaluate on their own data
+          and vote by commit-reveal), and the ledger deciding, paying and slashing. Its rounds are
+          block-scheduled ((15 + 15 + 8) blocks of 20 ms by default), so s/round is bounded by
+          the schedule, not the compute.
 
 Prints per-round wall time and test accuracy for both. Usage:
   python3 bench/flower/flower_digits.py [--rounds 10] [--clients 10] [--out DIR] [--skip-flock]
+                                        [--skip-flower] [--skip-alliance]
 """
 import argparse
 import json
@@ -134,6 +142,23 @@ def run_flock(out, rounds, repo):
     return rows, time.perf_counter() - start
 
 
+def run_alliance(out, rounds, repo):
+    cmd = ["cargo", "run", "--quiet", "-p", "flock-agents", "--example", "fl_alliance_digits", "--",
+           out, str(rounds)]
+    build = subprocess.run(["cargo", "build", "--quiet", "-p", "flock-agents",
+                           "--example", "fl_alliance_digits"], cwd=repo)
+    if build.returncode != 0:
+        raise SystemExit("flock alliance build failed")
+    start = time.perf_counter()
+    res = subprocess.run(cmd, cwd=repo, capture_output=True, text=True,
+                         env={**os.environ, "RAYON_NUM_THREADS": "1", "RUST_LOG": "error"})
+    if res.returncode != 0:
+        print(res.stderr, file=sys.stderr)
+        raise SystemExit("flock alliance run failed")
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    return rows, time.perf_counter() - start
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=10)
@@ -141,23 +166,30 @@ def main():
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
     ap.add_argument("--skip-flock", action="store_true")
     ap.add_argument("--skip-flower", action="store_true")
+    ap.add_argument("--skip-alliance", action="store_true")
     a = ap.parse_args()
     repo = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
     parts, test = prepare(a.out, a.clients)
     flower, flower_total, version = ([], 0.0, "-") if a.skip_flower else run_flower(parts, test, a.rounds)
     flock, flock_total = ([], 0.0) if a.skip_flock else run_flock(a.out, a.rounds, repo)
+    alliance, alliance_total = ([], 0.0) if a.skip_alliance else run_alliance(a.out, a.rounds, repo)
     print(f"\nFedAvg, {a.clients} IID clients, sklearn digits, 64-128-10 MLP, 1 local epoch, {a.rounds} rounds")
-    print(f"| round | flower {version} s/round | flower acc | flock s/round | flock acc |")
-    print("|------:|------------------:|-----------:|--------------:|----------:|")
+    print(f"| round | flower {version} s/round | flower acc | flock s/round | flock acc | alliance s/round | alliance acc | accepted (proposers/votes) |")
+    print("|------:|------------------:|-----------:|--------------:|----------:|-----------------:|-------------:|:--------------------------|")
+
+    def cell(rows, r, key, fmt):
+        x = next((x for x in rows if x["round"] == r), None)
+        return fmt.format(x[key]) if x else "-"
+
     for r in range(1, a.rounds + 1):
-        f = next((x for x in flower if x["round"] == r), None)
-        k = next((x for x in flock if x["round"] == r), None)
-        fs = f"{f['secs']:.4f}" if f else "-"
-        fa = f"{f['accuracy']:.4f}" if f else "-"
-        ks = f"{k['secs']:.4f}" if k else "-"
-        ka = f"{k['accuracy']:.4f}" if k else "-"
-        print(f"| {r:>5} | {fs:>17} | {fa:>10} | {ks:>13} | {ka:>9} |")
-    print(f"total wall time: flower {flower_total:.1f} s (includes Ray start-up), flock {flock_total:.1f} s (includes process start)")
+        x = next((x for x in alliance if x["round"] == r), None)
+        acc = f"{'yes' if x['accepted'] else 'no'} ({x['proposers']}/{x['votes']})" if x else "-"
+        print(f"| {r:>5} | {cell(flower, r, 'secs', '{:.4f}'):>17} | {cell(flower, r, 'accuracy', '{:.4f}'):>10} "
+              f"| {cell(flock, r, 'secs', '{:.4f}'):>13} | {cell(flock, r, 'accuracy', '{:.4f}'):>9} "
+              f"| {cell(alliance, r, 'secs', '{:.4f}'):>16} | {cell(alliance, r, 'accuracy', '{:.4f}'):>12} | {acc} |")
+    print(f"total wall time: flower {flower_total:.1f} s (includes Ray start-up), flock {flock_total:.1f} s, "
+          f"flock alliance {alliance_total:.1f} s (each includes process start; the alliance also starts a node "
+          f"and stakes {a.clients} members)")
 
 
 if __name__ == "__main__":

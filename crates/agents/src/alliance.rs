@@ -24,39 +24,71 @@ use flock_primitives::{Address, Hash, MaskPublicKey, MaskSecret, Ppm};
 use serde_json::Value;
 use std::{collections::BTreeMap, sync::Arc};
 
-/// The model every member of a task trains: an MLP regressor over the task's features.
+/// The model every member of a task trains: an MLP over the task's features.
 #[derive(Debug, Clone)]
 pub struct FlModel {
     /// Input features.
     pub inputs: usize,
     /// Hidden layer widths.
     pub hidden: Vec<usize>,
+    /// Regression or classification.
+    pub task: MlpTask,
+    /// Adam learning rate of local training.
+    pub lr: f64,
+    /// Largest global gradient norm in local training (`None`: no clipping).
+    pub max_grad_norm: Option<f64>,
 }
 
 impl FlModel {
+    /// A one-output regressor (the glucose alliance's model).
+    pub fn regressor(inputs: usize, hidden: Vec<usize>) -> Self {
+        Self {
+            inputs,
+            hidden,
+            task: MlpTask::Regression { outputs: 1 },
+            lr: 3e-3,
+            max_grad_norm: Some(5.0),
+        }
+    }
+
     /// A fresh model (the initial global model when `seed` is the task's).
     pub fn init(&self, seed: u64) -> Result<Update, AgentError> {
-        Mlp::new(self.inputs, &self.hidden, MlpTask::Regression { outputs: 1 }, seed, &cpu())
+        Mlp::new(self.inputs, &self.hidden, self.task, seed, &cpu())
             .to_update()
             .map_err(|e| AgentError::Ml(e.to_string()))
     }
 
     fn load(&self, u: &Update, train: bool) -> Result<Mlp, AgentError> {
         let dev = if train { train_device() } else { cpu() };
-        Mlp::new(self.inputs, &self.hidden, MlpTask::Regression { outputs: 1 }, 0, &dev)
+        Mlp::new(self.inputs, &self.hidden, self.task, 0, &dev)
             .load_update(u)
             .map_err(|e| AgentError::Ml(e.to_string()))
     }
 
-    /// RMSE of `u` on `data`.
-    pub fn rmse(&self, u: &Update, data: &TabularData) -> Result<f64, AgentError> {
+    /// How wrong `u` is on `data`, lower is better: RMSE for a regressor, mean cross-entropy
+    /// for a classifier (what voters compare).
+    pub fn error(&self, u: &Update, data: &TabularData) -> Result<f64, AgentError> {
         let m = self.load(u, false)?;
-        let e = evaluate_mlp(&m, data, MlpTask::Regression { outputs: 1 })
-            .map_err(|e| AgentError::Ml(e.to_string()))?;
-        Ok(e.rmse.unwrap_or(f64::INFINITY))
+        let e = evaluate_mlp(&m, data, self.task).map_err(|e| AgentError::Ml(e.to_string()))?;
+        Ok(match self.task {
+            MlpTask::Regression { .. } => e.rmse.unwrap_or(f64::INFINITY),
+            MlpTask::Classification { .. } => e.loss,
+        })
     }
 
-    /// Trains `u` for `epochs` passes over `data`.
+    /// RMSE of `u` on `data` (regressors; [`FlModel::error`] in general).
+    pub fn rmse(&self, u: &Update, data: &TabularData) -> Result<f64, AgentError> {
+        self.error(u, data)
+    }
+
+    /// Accuracy of a classifier `u` on `data`.
+    pub fn accuracy(&self, u: &Update, data: &TabularData) -> Result<f64, AgentError> {
+        let m = self.load(u, false)?;
+        let e = evaluate_mlp(&m, data, self.task).map_err(|e| AgentError::Ml(e.to_string()))?;
+        Ok(e.accuracy.unwrap_or(0.0))
+    }
+
+    /// Trains `u` for `epochs` passes over `data` (batches of 32, a fresh optimizer).
     pub fn train(
         &self,
         u: &Update,
@@ -68,16 +100,16 @@ impl FlModel {
         let cfg = TrainConfig {
             steps: epochs * data.rows().div_ceil(32),
             batch_size: 32,
-            lr: 3e-3,
+            lr: self.lr,
             warmup_steps: 0,
             min_lr_ratio: 1.0,
             weight_decay: 0.0,
-            max_grad_norm: Some(5.0),
+            max_grad_norm: self.max_grad_norm,
             seed,
             quiet: true,
         };
-        let (m, _) = train_mlp(m, data, MlpTask::Regression { outputs: 1 }, &cfg)
-            .map_err(|e| AgentError::Ml(e.to_string()))?;
+        let (m, _) =
+            train_mlp(m, data, self.task, &cfg).map_err(|e| AgentError::Ml(e.to_string()))?;
         m.to_update().map_err(|e| AgentError::Ml(e.to_string()))
     }
 }
@@ -92,6 +124,8 @@ pub enum MemberBehaviour {
     /// Trains but never posts its update (a member that crashes after the draw); with secure
     /// aggregation the survivors' reveals let the round complete without it.
     Dropout,
+    /// Posts an update of another model's shape (a broken or mismatched client).
+    WrongShape,
 }
 
 /// δ of the (ε, δ) guarantee reported for the differential-privacy mode.
@@ -280,6 +314,10 @@ async fn member_round(
                     model.train(&global, train, local_epochs, u64::from(round) ^ 0xfeed)?
                 }
                 MemberBehaviour::Poison => poison(layout, round)?,
+                MemberBehaviour::WrongShape => {
+                    let half = FlModel { hidden: vec![model.hidden.first().map_or(1, |h| (h / 2).max(1))], ..model.clone() };
+                    half.init(u64::from(round))?
+                }
             };
             let mut mine = MemberRound::new(round, "proposer");
             if behaviour == MemberBehaviour::Dropout {
@@ -291,7 +329,7 @@ async fn member_round(
             let bytes = match spec.privacy {
                 // A poisoner ignores the task's rules and posts its raw update.
                 Privacy::Plaintext | Privacy::DifferentialPrivacy { .. }
-                    if behaviour == MemberBehaviour::Poison =>
+                    if matches!(behaviour, MemberBehaviour::Poison | MemberBehaviour::WrongShape) =>
                 {
                     local.to_safetensors_default()
                 }
@@ -335,6 +373,7 @@ async fn member_round(
             let r = round_view(ctx, task, round).await?;
             let mut updates = Vec::new();
             let mut index = Vec::new();
+            let mut invalid: Vec<u32> = Vec::new();
             let plain = if spec.privacy == Privacy::SecureAggregation {
                 vec![]
             } else {
@@ -357,7 +396,10 @@ async fn member_round(
                         index.push(p["index"].as_u64().unwrap_or(0) as u32);
                     }
                     Ok(Err(e)) => {
-                        tracing::warn!(agent = %ctx.name, round, %h, error = %e, "update rejected")
+                        // Left out of the aggregate and reported, so the ledger treats it as
+                        // rejected (unpaid and slashed) if the round is accepted.
+                        tracing::warn!(agent = %ctx.name, round, %h, code = e.code(), error = %e, "update rejected");
+                        invalid.push(p["index"].as_u64().unwrap_or(0) as u32);
                     }
                     Err(e) => {
                         tracing::warn!(agent = %ctx.name, round, %h, error = %e, "update unavailable")
@@ -426,6 +468,7 @@ async fn member_round(
                         }
                     }
                 }
+                penalties.extend(invalid.iter().map(|i| (*i, Ppm::ONE)));
                 penalties.sort();
                 // Accept unless the aggregate is clearly worse on local data (5% slack: near
                 // convergence a good aggregate moves local RMSE by noise).

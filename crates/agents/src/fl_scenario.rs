@@ -42,6 +42,9 @@ pub struct AllianceScenario {
     pub privacy: Privacy,
     /// ρ: probability of being drawn proposer.
     pub proposer_ratio: Ppm,
+    /// What the last hospital does (the others are honest): poison, drop out, or post an
+    /// update of the wrong shape.
+    pub last: MemberBehaviour,
 }
 
 /// One decided round.
@@ -108,10 +111,12 @@ fn split(t: &flock_ml_data::Tabular) -> (TabularData, TabularData) {
     (to_data(&a), to_data(&b))
 }
 
-fn name(i: usize, n: usize, privacy: Privacy) -> String {
-    if i == n && privacy == Privacy::SecureAggregation {
+fn name(i: usize, n: usize, last: MemberBehaviour) -> String {
+    if i == n && last == MemberBehaviour::Dropout {
         "hospital-D (drops out)".to_owned()
-    } else if i == n {
+    } else if i == n && last == MemberBehaviour::WrongShape {
+        "hospital-W (wrong shape)".to_owned()
+    } else if i == n && last == MemberBehaviour::Poison {
         "hospital-P (poisoner)".to_owned()
     } else {
         format!("hospital-{}", (b'A' + i as u8 - 1) as char)
@@ -121,7 +126,7 @@ fn name(i: usize, n: usize, privacy: Privacy) -> String {
 /// Runs the scenario to the end.
 pub async fn run_alliance_scenario(s: AllianceScenario) -> Result<AllianceOutcome, AgentError> {
     let hospitals = s.keys.len() - 1;
-    let model = FlModel { inputs: CONTEXT_STEPS + 2, hidden: vec![32] };
+    let model = FlModel::regressor(CONTEXT_STEPS + 2, vec![32]);
     // Each hospital has its own simulated patients (non-IID by patient); held-out patients test.
     let mut local = Vec::new();
     let mut union =
@@ -142,7 +147,7 @@ pub async fn run_alliance_scenario(s: AllianceScenario) -> Result<AllianceOutcom
             &s.url,
             s.keys[i].clone(),
             &s.work_dir.join(format!("member-{i}")),
-            &name(i, hospitals, s.privacy),
+            &name(i, hospitals, s.last),
         );
         c.poll = Duration::from_millis(100);
         c
@@ -187,11 +192,7 @@ pub async fn run_alliance_scenario(s: AllianceScenario) -> Result<AllianceOutcom
     let mut handles = Vec::new();
     for i in 1..=hospitals {
         let (c, m, (train, val)) = (ctx(i), model.clone(), local[i - 1].clone());
-        let b = match (i == hospitals, s.privacy) {
-            (false, _) => MemberBehaviour::Honest,
-            (true, Privacy::SecureAggregation) => MemberBehaviour::Dropout,
-            (true, _) => MemberBehaviour::Poison,
-        };
+        let b = if i == hospitals { s.last } else { MemberBehaviour::Honest };
         handles
             .push(tokio::spawn(async move { run_member(&c, task, &m, &train, &val, b, 2).await }));
     }
@@ -211,7 +212,7 @@ pub async fn run_alliance_scenario(s: AllianceScenario) -> Result<AllianceOutcom
         s.keys
             .iter()
             .position(|k| k.address().to_string() == a)
-            .map(|i| name(i, hospitals, s.privacy))
+            .map(|i| name(i, hospitals, s.last))
             .unwrap_or_else(|| a.to_owned())
     };
     let mut rounds = Vec::new();
@@ -319,7 +320,7 @@ pub async fn run_alliance_scenario(s: AllianceScenario) -> Result<AllianceOutcom
             .collect();
         identical &= hs.windows(2).all(|w| w[0] == w[1]);
     }
-    let poisoner = name(hospitals, hospitals, s.privacy);
+    let poisoner = name(hospitals, hospitals, s.last);
     let poisoned: Vec<&RoundLine> =
         rounds.iter().filter(|r| r.proposers.contains(&poisoner)).collect();
     let contained =
@@ -334,16 +335,16 @@ pub async fn run_alliance_scenario(s: AllianceScenario) -> Result<AllianceOutcom
             .sum(),
     );
     let named = |r: Vec<Vec<MemberRound>>| -> Vec<(String, Vec<MemberRound>)> {
-        r.into_iter().enumerate().map(|(i, x)| (name(i + 1, hospitals, s.privacy), x)).collect()
+        r.into_iter().enumerate().map(|(i, x)| (name(i + 1, hospitals, s.last), x)).collect()
     };
     let mut epsilon = Vec::new();
     for (i, rep) in reports.iter().enumerate() {
         let eps: Vec<f64> = rep.iter().filter_map(|m| m.epsilon).collect();
         if let Some(first) = eps.first() {
-            epsilon.push((name(i + 1, hospitals, s.privacy), eps.len(), *first, eps.iter().sum()));
+            epsilon.push((name(i + 1, hospitals, s.last), eps.len(), *first, eps.iter().sum()));
         }
     }
-    if s.privacy == Privacy::SecureAggregation {
+    if s.last == MemberBehaviour::Dropout {
         // The dropper's rounds completed from the survivors' reveals.
         let dropped_rounds: Vec<&RoundLine> =
             rounds.iter().filter(|r| r.proposers.contains(&poisoner)).collect();
@@ -368,8 +369,8 @@ pub async fn run_alliance_scenario(s: AllianceScenario) -> Result<AllianceOutcom
     }
     let checks = vec![
         ("every honest voter computed a bit-identical aggregate hash".to_owned(), identical),
-        (format!("the poisoner's rounds were rejected or its update trimmed and slashed ({} rounds proposing)", poisoned.len()), contained),
-        ("the poisoner lost stake".to_owned(), poisoned.is_empty() || !p_slashed.is_zero()),
+        (format!("{poisoner}: its rounds were rejected or its update discarded and slashed ({} rounds proposing)", poisoned.len()), contained),
+        (format!("{poisoner} lost stake"), poisoned.is_empty() || !p_slashed.is_zero()),
         if matches!(s.privacy, Privacy::DifferentialPrivacy { .. }) {
             // Noise costs accuracy: the claim is only that the alliance still learned.
             (format!("federated RMSE {federated_rmse:.1} mg/dL below the initial model's {initial_rmse:.1} (centralized without noise: {central:.1})"), federated_rmse < initial_rmse)

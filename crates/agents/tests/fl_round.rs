@@ -4,7 +4,7 @@
 mod common;
 
 use flock_agents::{
-    alliance::{MemberRound, DP_DELTA, SECAGG_SCALE_BITS},
+    alliance::{MemberBehaviour, MemberRound, DP_DELTA, SECAGG_SCALE_BITS},
     fetch::Artifacts,
     fl_scenario::{print_alliance, run_alliance_scenario, AllianceOutcome, AllianceScenario},
 };
@@ -29,6 +29,7 @@ async fn glucose_alliance_contains_the_poisoner() {
         work_dir: dir.path().join("agents"),
         privacy: Privacy::Plaintext,
         proposer_ratio: Ppm::percent(50).unwrap(),
+        last: MemberBehaviour::Poison,
     };
     let o = tokio::time::timeout(Duration::from_secs(300), run_alliance_scenario(s))
         .await
@@ -55,7 +56,13 @@ struct PrivateRun {
 }
 
 /// Runs a shorter alliance in `privacy` mode.
-async fn private_run(label: &str, privacy: Privacy, rounds: u32, ratio: u32) -> PrivateRun {
+async fn private_run(
+    label: &str,
+    privacy: Privacy,
+    rounds: u32,
+    ratio: u32,
+    last: MemberBehaviour,
+) -> PrivateRun {
     let dir = tempfile::tempdir().unwrap();
     let keys = common::keys(label, 7);
     let node = common::start_node(dir.path(), label, &keys, 50, 30, 16 << 20).await;
@@ -69,6 +76,7 @@ async fn private_run(label: &str, privacy: Privacy, rounds: u32, ratio: u32) -> 
         work_dir: dir.path().join("agents"),
         privacy,
         proposer_ratio: Ppm::percent(ratio).unwrap(),
+        last,
     };
     let o = tokio::time::timeout(Duration::from_secs(300), run_alliance_scenario(s))
         .await
@@ -144,7 +152,7 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secure_aggregation_hides_updates_and_survives_a_dropout() {
     // ρ = 80%: the dropping hospital is drawn proposer in most rounds.
-    let run = private_run("fl-secagg", Privacy::SecureAggregation, 4, 80).await;
+    let run = private_run("fl-secagg", Privacy::SecureAggregation, 4, 80, MemberBehaviour::Dropout).await;
     let locals = local_updates(&run.o, false);
     let (mut dropout_rounds, mut checked) = (0, 0);
     for (r, v) in run.views.iter().enumerate() {
@@ -193,7 +201,7 @@ async fn secure_aggregation_hides_updates_and_survives_a_dropout() {
 async fn differential_privacy_noises_every_update_and_reports_epsilon() {
     let (clip, z) = (1.0, 0.05);
     let privacy = Privacy::DifferentialPrivacy { clip_micro: 1_000_000, noise_micro: 50_000 };
-    let run = private_run("fl-dp", privacy, 3, 50).await;
+    let run = private_run("fl-dp", privacy, 3, 50, MemberBehaviour::Poison).await;
     // The honest hospitals' updates (the poisoner posts its raw update, ignoring the rules).
     let locals = local_updates(&run.o, true);
     let want_eps = clip * (2.0 * (1.25 / DP_DELTA).ln()).sqrt() / (z * clip);
@@ -227,4 +235,42 @@ async fn differential_privacy_noises_every_update_and_reports_epsilon() {
         }
     }
     assert!(n >= 2, "checked {n} noised updates");
+}
+
+/// A hospital whose update has another model's shape: every voter leaves it out of the
+/// aggregate and reports it, and the ledger slashes it in accepted rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_of_the_wrong_shape_is_left_out_and_slashed() {
+    let run = private_run("fl-shape", Privacy::Plaintext, 4, 80, MemberBehaviour::WrongShape).await;
+    let bad = "hospital-W (wrong shape)";
+    let mut seen = 0;
+    for r in &run.o.rounds {
+        if !r.proposers.iter().any(|p| p == bad) || !r.accepted {
+            continue;
+        }
+        seen += 1;
+        assert!(r.slashed.iter().any(|(n, _)| n == bad), "round {}: {:?}", r.round, r.slashed);
+    }
+    // Every voter reported the bad update with a full penalty.
+    let layout = run.globals[0].layout();
+    let limits = ArtifactLimits::for_params(layout.numel() as u64);
+    let mut reported = 0;
+    for v in &run.views {
+        for p in v["proposals"].as_array().unwrap() {
+            let h: Hash = p["update"].as_str().unwrap().parse().unwrap();
+            if Update::from_safetensors(&run.posted[&h], layout, &limits).is_ok() {
+                continue;
+            }
+            let i = p["index"].as_u64().unwrap();
+            for vote in v["votes"].as_array().unwrap() {
+                let pen = vote["vote"]["penalties"].as_array().unwrap();
+                assert!(
+                    pen.iter().any(|x| x[0].as_u64() == Some(i) && x[1] == 1_000_000),
+                    "{vote}"
+                );
+                reported += 1;
+            }
+        }
+    }
+    assert!(seen >= 1 && reported >= 1, "the hospital was drawn proposer in an accepted round");
 }

@@ -220,6 +220,11 @@ async fn alliance(
         work_dir: dir.join("alliance-agents"),
         privacy,
         proposer_ratio: flock_primitives::Ppm::percent(50)?,
+        last: if privacy == Privacy::SecureAggregation {
+            flock_agents::alliance::MemberBehaviour::Dropout
+        } else {
+            flock_agents::alliance::MemberBehaviour::Poison
+        },
     };
     let outcome = run_alliance_scenario(s).await?;
     println!("{}", print_alliance(&outcome));
