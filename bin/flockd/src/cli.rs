@@ -234,6 +234,40 @@ pub(crate) struct NodeArgs {
     /// Largest artifact (model, update, dataset) the node stores, in bytes.
     #[arg(long, default_value_t = flock_node::server::DEFAULT_MAX_ARTIFACT_BYTES)]
     pub max_artifact_bytes: u64,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Serving marketplace listings on the node's API (`flock-serve`).
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Serve a marketplace listing from a model directory (repeatable): OpenAI-compatible
+    /// `/v1/models`, `/v1/chat/completions`, `/v1/completions` (or `/v1/predict` for predict
+    /// models) on this node's API, paid from the consumers' escrow and settled on the ledger.
+    #[arg(long = "serve", value_name = "LISTING=MODEL_DIR")]
+    pub models: Vec<flock_serve::ServedModel>,
+    /// The listings' server account, which signs the usage settlements: a key name in the
+    /// keystore, or a key file holding the 64-hex-character secret seed. Required with --serve.
+    #[arg(long, value_name = "NAME_OR_FILE")]
+    pub server_key: Option<String>,
+    /// Seconds between usage settlements.
+    #[arg(long, default_value_t = 10)]
+    pub settle_every_s: u64,
+    /// Requests per minute per API key (sustained).
+    #[arg(long, default_value_t = 600)]
+    pub rate_limit: u32,
+    /// Requests per API key at once (the token bucket's size).
+    #[arg(long, default_value_t = 60)]
+    pub rate_burst: u32,
+    /// Largest `max_tokens` a request may ask for.
+    #[arg(long, default_value_t = 4096)]
+    pub max_tokens_cap: usize,
+    /// Inference jobs run at once (default: one per core).
+    #[arg(long)]
+    pub serve_workers: Option<usize>,
+    /// Requests waiting for an inference worker before new ones get 503.
+    #[arg(long, default_value_t = 64)]
+    pub serve_queue: usize,
 }
 
 #[derive(Debug, Args)]

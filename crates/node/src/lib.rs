@@ -42,4 +42,6 @@ pub use keystore::Keystore;
 pub use mempool::{Mempool, MempoolLimits, SubmitError};
 pub use node::{BlockSource, Node};
 pub use sequencer::SoloSequencer;
-pub use server::{start, NodeConfig, RunningNode, SequencerKey};
+pub use server::{
+    start, start_with, ApiExtension, NodeConfig, RunningNode, SequencerKey, ShutdownFuture,
+};

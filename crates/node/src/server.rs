@@ -14,8 +14,11 @@ use flock_ledger::Genesis;
 use flock_primitives::{Keypair, VrfKeypair};
 use flock_storage::{RedbStore, StoreConfig};
 use std::{
+    fmt,
+    future::Future,
     net::SocketAddr,
     path::{Path, PathBuf},
+    pin::Pin,
     sync::{atomic::Ordering, Arc},
     time::Duration,
 };
@@ -105,6 +108,46 @@ pub struct NodeConfig {
     pub max_artifact_bytes: u64,
 }
 
+/// A future run when the node shuts down.
+pub type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+type RoutesFn = dyn Fn(Node) -> anyhow::Result<axum::Router> + Send + Sync;
+type ShutdownFn = dyn Fn() -> ShutdownFuture + Send + Sync;
+
+/// Routes another crate adds to the node's API (model serving, `flock-serve`), with an optional
+/// step run at shutdown. The node knows nothing of what they do; it builds them with its
+/// [`Node`] handle when it starts and merges them into its router.
+///
+/// Shutdown order: the API stops taking requests (in-flight ones finish), then the shutdown
+/// step runs while blocks are still produced (so it can still get transactions into a block),
+/// then block production stops.
+#[derive(Clone)]
+pub struct ApiExtension {
+    routes: Arc<RoutesFn>,
+    shutdown: Option<Arc<ShutdownFn>>,
+}
+
+impl ApiExtension {
+    /// An extension whose routes `build` makes from the node handle; an error stops the start.
+    pub fn new(
+        build: impl Fn(Node) -> anyhow::Result<axum::Router> + Send + Sync + 'static,
+    ) -> Self {
+        Self { routes: Arc::new(build), shutdown: None }
+    }
+
+    /// Adds a step run at shutdown, before block production stops.
+    pub fn on_shutdown(mut self, f: impl Fn() -> ShutdownFuture + Send + Sync + 'static) -> Self {
+        self.shutdown = Some(Arc::new(f));
+        self
+    }
+}
+
+impl fmt::Debug for ApiExtension {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiExtension").field("on_shutdown", &self.shutdown.is_some()).finish()
+    }
+}
+
 /// Default artifact size limit: 2 GiB.
 pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 2 << 30;
 
@@ -119,10 +162,19 @@ pub struct RunningNode {
     producer: Option<std::thread::JoinHandle<Result<(), ChainError>>>,
     server: tokio::task::JoinHandle<()>,
     shutdown: Option<oneshot::Sender<()>>,
+    extension: Option<ApiExtension>,
 }
 
 /// Opens the chain in `config.data_dir` and starts producing blocks and serving the API.
 pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
+    start_with(config, None).await
+}
+
+/// [`start`] with routes added to the API by another crate (see [`ApiExtension`]).
+pub async fn start_with(
+    config: NodeConfig,
+    extension: Option<ApiExtension>,
+) -> anyhow::Result<RunningNode> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let db = config.data_dir.join("chain.redb");
@@ -149,6 +201,11 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         ),
         None => bail!("the genesis names no sequencer, so a solo node cannot produce blocks"),
     }
+    // Built before block production starts, so a failing extension leaves nothing running.
+    let extra = match &extension {
+        Some(e) => Some((e.routes)(node.clone()).context("starting the API extension")?),
+        None => None,
+    };
     let mut sequencer =
         SoloSequencer::new(key.vrf(), key.account().address(), config.block_interval);
     let stop = sequencer.stop_flag();
@@ -166,7 +223,10 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         .with_context(|| format!("binding the API to {}", config.listen))?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
-    let app = api::router(node.clone());
+    let mut app = api::router(node.clone());
+    if let Some(extra) = extra {
+        app = app.merge(extra);
+    }
     let server = tokio::spawn(async move {
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async {
@@ -178,7 +238,15 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         }
     });
     tracing::info!(%addr, "API listening");
-    Ok(RunningNode { node, addr, stop, producer: Some(producer), server, shutdown: Some(tx) })
+    Ok(RunningNode {
+        node,
+        addr,
+        stop,
+        producer: Some(producer),
+        server,
+        shutdown: Some(tx),
+        extension,
+    })
 }
 
 impl RunningNode {
@@ -192,13 +260,19 @@ impl RunningNode {
         self.producer.as_ref().is_none_or(std::thread::JoinHandle::is_finished)
     }
 
-    /// Stops block production and the API, waiting for both.
+    /// Stops the API (in-flight requests finish), runs the extension's shutdown step while
+    /// blocks are still produced, then stops block production; waits for all of it.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        self.stop.store(true, Ordering::Relaxed);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         let _ = (&mut self.server).await;
+        if let Some(f) = self.extension.as_ref().and_then(|e| e.shutdown.clone()) {
+            if !self.producer_stopped() {
+                f().await;
+            }
+        }
+        self.stop.store(true, Ordering::Relaxed);
         if let Some(p) = self.producer.take() {
             let r = tokio::task::spawn_blocking(move || p.join()).await?;
             match r {
