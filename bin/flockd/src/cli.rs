@@ -151,6 +151,23 @@ pub(crate) enum ModelCmd {
         #[arg(long, default_value_t = 100)]
         pretrain_steps: usize,
     },
+    /// Import a pretrained checkpoint into flock's model layout (config.json, model.safetensors,
+    /// tokenizer.json, tokenizer_config.json with the chat template): a HF directory
+    /// (Llama/Qwen2/Mistral family, F32/F16/BF16, sharded or not) or a llama.cpp GGUF file
+    /// (needs a build with `--features gguf`). The result is loaded back as a check.
+    Import {
+        /// Source: a HF model directory or a `.gguf` file.
+        src: PathBuf,
+        /// Output directory (created; must be empty unless --force).
+        #[arg(long)]
+        out: PathBuf,
+        /// Dtype of the stored weights: f32 (exact), f16 or bf16 (half the size).
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// Replace the model files of a non-empty output directory.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Where the data lives.

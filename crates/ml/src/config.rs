@@ -20,6 +20,21 @@ fn default_act() -> String {
     "silu".to_string()
 }
 
+/// A token id written as a number, a list of numbers (the first is kept) or null.
+fn first_id<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Ids {
+        One(u32),
+        Many(Vec<u32>),
+    }
+    Ok(match Option::<Ids>::deserialize(d)? {
+        Some(Ids::One(id)) => Some(id),
+        Some(Ids::Many(ids)) => ids.first().copied(),
+        None => None,
+    })
+}
+
 /// A decoder config with HuggingFace's field names (`LlamaConfig` / `Qwen2Config`).
 ///
 /// Unknown fields are ignored on load; optional ones take HF's defaults.
@@ -64,11 +79,12 @@ pub struct DecoderConfig {
     /// MLP activation; only `"silu"` is supported.
     #[serde(default = "default_act")]
     pub hidden_act: String,
-    /// Beginning-of-sequence token id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Beginning-of-sequence token id (a list in the file keeps its first entry).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "first_id")]
     pub bos_token_id: Option<u32>,
-    /// End-of-sequence token id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// End-of-sequence token id (a list in the file, as Llama 3 writes, keeps its first entry;
+    /// [`crate::chat::ChatModel`] reads the whole list for stopping).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "first_id")]
     pub eos_token_id: Option<u32>,
     /// HF architecture names, e.g. `["Qwen2ForCausalLM"]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

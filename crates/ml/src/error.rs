@@ -52,6 +52,36 @@ pub enum MlError {
     /// Reading a tensor back from the device failed.
     #[error("tensor read error: {0}")]
     TensorRead(String),
+    /// The checkpoint is of a model family this engine does not implement.
+    #[error(
+        "unsupported architecture `{0}` (supported: Llama, Qwen2 and Mistral-family decoders)"
+    )]
+    UnsupportedArchitecture(String),
+    /// A GGUF file is malformed, truncated or exceeds a limit.
+    #[error("bad GGUF file: {0}")]
+    Gguf(String),
+    /// A GGUF tensor is stored in a quantization type that cannot be dequantized here.
+    #[error("unsupported GGUF tensor type {dtype} for tensor `{tensor}`")]
+    UnsupportedQuantization {
+        /// Tensor name (llama.cpp layout).
+        tensor: String,
+        /// The ggml type, by name or number.
+        dtype: String,
+    },
+    /// The operation needs a cargo feature this build lacks.
+    #[error("{what} needs flock-ml built with the `{feature}` feature (e.g. `cargo build --features {feature}`)")]
+    FeatureDisabled {
+        /// What was attempted.
+        what: String,
+        /// The cargo feature to enable.
+        feature: String,
+    },
+    /// The output directory of an import already holds a model.
+    #[error("output directory {0} is not empty (pass --force to overwrite)")]
+    OutputExists(PathBuf),
+    /// The model's chat template is not one this engine can render.
+    #[error("unsupported chat template: {0}")]
+    UnsupportedChatTemplate(String),
     /// Training produced a non-finite loss.
     #[error("training diverged at step {step}: loss {loss}")]
     Diverged {

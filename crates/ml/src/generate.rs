@@ -99,6 +99,17 @@ fn check_prompt(model: &DecoderLm, prompt: &[u32]) -> Result<()> {
 /// Generates up to `max_new_tokens` after `prompt`, feeding one token at a time through the
 /// KV cache. Returns only the new tokens.
 pub fn generate(model: &DecoderLm, prompt: &[u32], cfg: &SamplingConfig) -> Result<Vec<u32>> {
+    generate_with(model, prompt, cfg, &mut |_| true)
+}
+
+/// [`generate`] that hands each new token to `on_token` as soon as it is sampled (stop tokens
+/// included); generation ends early when `on_token` returns `false` (e.g. a client went away).
+pub fn generate_with(
+    model: &DecoderLm,
+    prompt: &[u32],
+    cfg: &SamplingConfig,
+    on_token: &mut dyn FnMut(u32) -> bool,
+) -> Result<Vec<u32>> {
     check_prompt(model, prompt)?;
     let model = model.valid();
     let device = model.embed_tokens.val().device();
@@ -112,7 +123,7 @@ pub fn generate(model: &DecoderLm, prompt: &[u32], cfg: &SamplingConfig) -> Resu
         let last = to_vec(logits.narrow(1, t - 1, 1).reshape([v]))?;
         let next = sample(&last, cfg, &mut rng);
         out.push(next);
-        if cfg.stop_tokens.contains(&next) {
+        if !on_token(next) || cfg.stop_tokens.contains(&next) {
             break;
         }
         input = vec![next];

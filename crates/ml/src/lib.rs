@@ -12,6 +12,10 @@
 //! * [`finetune`]: the trainer's flow, chat data → LoRA → PEFT adapter directory.
 //! * [`score`]: validator-side scoring of submissions (base model + PEFT adapter) in BPB, with
 //!   failures mapped to [`WORST_BPB`].
+//! * [`import`]: `flockd model import`, a HF directory or (feature `gguf`) a llama.cpp GGUF file
+//!   into our model directory layout, checked by loading it back.
+//! * [`chat`]: OpenAI-style messages rendered with the model's ChatML template, replies
+//!   generated until the model's stop tokens ([`ChatModel`]).
 //! * [`mlp`]: MLP classifiers/regressors with a flat parameter export (the update boundary).
 //!
 //! Devices: [`cpu`] for inference and [`train_device`] (autodiff over flex) for training.
@@ -33,11 +37,15 @@
 //! # let _ = bpb; Ok(()) }
 //! ```
 
+pub mod chat;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod finetune;
 pub mod generate;
+#[cfg(feature = "gguf")]
+pub mod gguf;
+pub mod import;
 pub mod init;
 pub mod lora;
 pub mod mlp;
@@ -47,11 +55,13 @@ pub mod tokenizer;
 pub mod train;
 
 pub use burn::tensor::Device;
+pub use chat::{ChatMessage, ChatModel, ChatReply, FinishReason};
 pub use checkpoint::{LoadedModel, ModelDir};
 pub use config::DecoderConfig;
 pub use error::{MlError, Result};
 pub use finetune::{finetune_lora, LoraJob};
-pub use generate::{generate, generate_reply, SamplingConfig};
+pub use generate::{generate, generate_reply, generate_with, SamplingConfig};
+pub use import::{import_model, ImportOptions, ImportReport, StoreDtype};
 pub use init::init_tiny_model;
 pub use lora::{
     apply_lora, load_peft_adapter, lora_from_update, lora_to_update, merge_lora, save_peft_adapter,

@@ -147,6 +147,9 @@ pub(crate) async fn model(cmd: ModelCmd, json: bool) -> anyhow::Result<()> {
                 println!("base model validation loss: {:.4} bits per byte", task.base_bpb);
             }
         }
+        ModelCmd::Import { src, out, dtype, force } => {
+            super::model_import::run(src, out, &dtype, force, json).await?
+        }
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ mod agent;
 mod devnet;
 mod genesis;
 mod keys;
+mod model_import;
 mod node;
 mod query;
 mod tx;

@@ -4,5 +4,6 @@ mod bench;
 mod common;
 mod decoder;
 mod federated;
+mod import;
 mod lm;
 mod mlp;
