@@ -27,6 +27,8 @@ mod api_alliance;
 mod api_arena;
 mod api_artifacts;
 pub mod artifacts;
+#[cfg(feature = "bft")]
+pub mod bft;
 pub mod chain;
 pub mod client;
 pub mod keystore;

@@ -1,0 +1,519 @@
+//! The application the simplex engine drives: proposes, verifies, relays and applies blocks.
+
+use super::{
+    digest_of, genesis_seed, hash_of, proposer_address, seed_hash, Digest, Scheme, Seed,
+    ValidatorKey, Wire,
+};
+use crate::node::Node;
+use commonware_actor::Feedback;
+use commonware_codec::{DecodeExt, Encode};
+use commonware_consensus::{
+    simplex::{types::Activity, types::Context, Plan},
+    types::{Epoch, Round, View},
+    Automaton, CertifiableAutomaton, Relay, Reporter,
+};
+use commonware_p2p::{Receiver, Recipients, Sender};
+use commonware_runtime::{Clock, Spawner, Supervisor};
+use flock_ledger::{Block, Header, SeedProof};
+use flock_primitives::{codec, Hash, Height};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+use tokio::sync::{mpsc, oneshot};
+
+/// How far ahead of the local clock a block time may be before its verification waits.
+const MAX_CLOCK_SKEW_MS: u64 = 5_000;
+/// How often pending work is re-checked when nothing arrives.
+const TICK: Duration = Duration::from_millis(50);
+/// How long before a missing block is asked for again.
+const REQUEST_RETRY: Duration = Duration::from_millis(500);
+/// Unfinalized blocks held at most (a peer cannot make a node hold more).
+const MAX_PENDING_BLOCKS: usize = 4_096;
+/// Largest block message accepted from a peer.
+const MAX_BLOCK_BYTES: usize = 64 << 20;
+
+type Ctx = Context<Digest, ValidatorKey>;
+
+/// What the engine (and the reporter) ask of the application.
+enum Message {
+    Propose { context: Ctx, response: oneshot::Sender<Digest> },
+    Verify { context: Ctx, payload: Digest, response: oneshot::Sender<bool> },
+    Broadcast { payload: Digest, plan: Plan<ValidatorKey> },
+    Finalized { view: View, payload: Digest, seed: Option<Seed> },
+    Seed { view: View, seed: Seed },
+    Fault(&'static str),
+}
+
+/// The engine's handle on the application: [`Automaton`], [`Relay`] and [`Reporter`] at once.
+#[derive(Clone, Debug)]
+pub struct Mailbox {
+    sender: mpsc::UnboundedSender<Message>,
+}
+
+impl Mailbox {
+    fn send(&self, m: Message) -> Feedback {
+        if self.sender.send(m).is_ok() {
+            Feedback::Ok
+        } else {
+            Feedback::Closed
+        }
+    }
+}
+
+impl Automaton for Mailbox {
+    type Context = Ctx;
+    type Digest = Digest;
+
+    async fn propose(&mut self, context: Ctx) -> oneshot::Receiver<Digest> {
+        let (response, rx) = oneshot::channel();
+        self.send(Message::Propose { context, response });
+        rx
+    }
+
+    async fn verify(&mut self, context: Ctx, payload: Digest) -> oneshot::Receiver<bool> {
+        let (response, rx) = oneshot::channel();
+        self.send(Message::Verify { context, payload, response });
+        rx
+    }
+}
+
+// Certification: the default (certify every notarized payload). Execution is deferred to
+// finalization, and verification already dry-ran the block on its committed parent.
+impl CertifiableAutomaton for Mailbox {}
+
+impl Relay for Mailbox {
+    type Digest = Digest;
+    type PublicKey = ValidatorKey;
+    type Plan = Plan<ValidatorKey>;
+
+    fn broadcast(&mut self, payload: Digest, plan: Plan<ValidatorKey>) -> Feedback {
+        self.send(Message::Broadcast { payload, plan })
+    }
+}
+
+impl Reporter for Mailbox {
+    type Activity = Activity<Scheme, Digest>;
+
+    fn report(&mut self, activity: Self::Activity) -> Feedback {
+        match activity {
+            Activity::Finalization(f) => {
+                let seed = f.certificate.get().map(|c| Seed::new(f.proposal.round, c.seed_signature));
+                self.send(Message::Finalized {
+                    view: f.proposal.round.view(),
+                    payload: f.proposal.payload,
+                    seed,
+                })
+            }
+            Activity::Notarization(n) | Activity::Certification(n) => {
+                match n.certificate.get().map(|c| Seed::new(n.proposal.round, c.seed_signature)) {
+                    Some(seed) => self.send(Message::Seed { view: n.proposal.round.view(), seed }),
+                    None => Feedback::Ok,
+                }
+            }
+            Activity::ConflictingNotarize(_) => self.send(Message::Fault("conflicting notarize")),
+            Activity::ConflictingFinalize(_) => self.send(Message::Fault("conflicting finalize")),
+            Activity::NullifyFinalize(_) => self.send(Message::Fault("nullify and finalize")),
+            _ => Feedback::Ok,
+        }
+    }
+}
+
+/// The application actor (one per validator). Start it with [`Application::start`].
+pub struct Application<E, S, R> {
+    context: E,
+    node: Node,
+    scheme: Scheme,
+    epoch: Epoch,
+    me: ValidatorKey,
+    mailbox: mpsc::UnboundedReceiver<Message>,
+    sender: S,
+    receiver: R,
+    /// Blocks above the committed tip, by hash (proposed here or received).
+    blocks: HashMap<Hash, Block>,
+    /// Committed blocks seen by this process, hash → height (to serve and to spot stale work).
+    committed: HashMap<Hash, Height>,
+    /// Engine seeds by view.
+    seeds: BTreeMap<u64, Seed>,
+    /// Finalized payloads not yet applied, by view.
+    finalized: BTreeMap<u64, Hash>,
+    proposes: Vec<(Ctx, oneshot::Sender<Digest>)>,
+    verifies: Vec<(Ctx, Digest, oneshot::Sender<bool>)>,
+    /// Blocks this node proposed that are not committed yet (their transactions go back to the
+    /// mempool if another block takes their height).
+    own: Vec<Block>,
+    requested: HashMap<Hash, SystemTime>,
+    faults: u64,
+}
+
+impl<E, S, R> Application<E, S, R>
+where
+    E: Clock + Spawner + Supervisor,
+    S: Sender<PublicKey = ValidatorKey>,
+    R: Receiver<PublicKey = ValidatorKey>,
+{
+    /// An application over `node`, relaying blocks on `(sender, receiver)`
+    /// ([`super::BLOCK_CHANNEL`]). `scheme` checks seeds; `me` is this validator.
+    pub fn new(
+        context: E,
+        node: Node,
+        scheme: Scheme,
+        epoch: Epoch,
+        me: ValidatorKey,
+        (sender, receiver): (S, R),
+    ) -> (Self, Mailbox) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut committed = HashMap::new();
+        let tip = node.tip();
+        committed.insert(tip.block_hash, tip.height);
+        let app = Self {
+            context,
+            node,
+            scheme,
+            epoch,
+            me,
+            mailbox: rx,
+            sender,
+            receiver,
+            blocks: HashMap::new(),
+            committed,
+            seeds: BTreeMap::new(),
+            finalized: BTreeMap::new(),
+            proposes: Vec::new(),
+            verifies: Vec::new(),
+            own: Vec::new(),
+            requested: HashMap::new(),
+            faults: 0,
+        };
+        (app, Mailbox { sender: tx })
+    }
+
+    /// Runs the actor until the runtime stops.
+    pub fn start(self) -> commonware_runtime::Handle<()> {
+        let context = self.context.child("actor");
+        context.spawn(move |_| self.run())
+    }
+
+    async fn run(mut self) {
+        enum Event {
+            Message(Message),
+            Wire(ValidatorKey, Vec<u8>),
+            Tick,
+            Stop,
+        }
+        loop {
+            let tick = self.context.sleep(TICK);
+            let event = tokio::select! {
+                biased;
+                m = self.mailbox.recv() => m.map_or(Event::Stop, Event::Message),
+                r = self.receiver.recv() => match r {
+                    Ok((from, buf)) => Event::Wire(from, buf.as_ref().to_vec()),
+                    Err(_) => Event::Stop,
+                },
+                _ = tick => Event::Tick,
+            };
+            match event {
+                Event::Message(m) => self.handle(m),
+                Event::Wire(from, bytes) => self.on_wire(from, &bytes),
+                Event::Tick => {}
+                Event::Stop => break,
+            }
+            self.progress();
+        }
+        tracing::debug!("bft application stopped");
+    }
+
+    fn handle(&mut self, m: Message) {
+        match m {
+            Message::Propose { context, response } => self.proposes.push((context, response)),
+            Message::Verify { context, payload, response } => {
+                self.verifies.push((context, payload, response))
+            }
+            Message::Broadcast { payload, plan } => {
+                let recipients = match plan {
+                    Plan::Prepare { .. } | Plan::Propose { .. } => Recipients::All,
+                    Plan::Forward { recipients, .. } => recipients,
+                };
+                if let Some(b) = self.blocks.get(&hash_of(&payload)) {
+                    let msg = codec::encode(&Wire::Block(Box::new(b.clone())));
+                    let _ = self.sender.send(recipients, msg, false);
+                }
+            }
+            Message::Finalized { view, payload, seed } => {
+                if let Some(seed) = seed {
+                    self.seeds.insert(view.get(), seed);
+                }
+                self.finalized.insert(view.get(), hash_of(&payload));
+            }
+            Message::Seed { view, seed } => {
+                self.seeds.insert(view.get(), seed);
+            }
+            Message::Fault(kind) => {
+                // Attributable faults: future slashing evidence (issue 7, part 2).
+                self.faults += 1;
+                tracing::warn!(kind, "consensus fault reported");
+            }
+        }
+    }
+
+    fn on_wire(&mut self, from: ValidatorKey, bytes: &[u8]) {
+        let Ok(msg) = codec::decode_bounded::<Wire>("bft wire", bytes, MAX_BLOCK_BYTES) else {
+            tracing::debug!(?from, "undecodable block message");
+            return;
+        };
+        match msg {
+            Wire::Block(b) => {
+                let hash = b.hash();
+                let tip = self.node.tip();
+                if b.header.height > tip.height
+                    && self.blocks.len() < MAX_PENDING_BLOCKS
+                    && !self.blocks.contains_key(&hash)
+                {
+                    self.requested.remove(&hash);
+                    self.blocks.insert(hash, *b);
+                }
+            }
+            Wire::Request(hash) => {
+                let block = match self.blocks.get(&hash) {
+                    Some(b) => Some(b.clone()),
+                    None => match self.committed.get(&hash) {
+                        Some(h) => self.node.with_chain(|c| c.block(*h).ok().flatten()),
+                        None => None,
+                    },
+                };
+                if let Some(b) = block {
+                    let msg = codec::encode(&Wire::Block(Box::new(b)));
+                    let _ = self.sender.send(Recipients::One(from), msg, false);
+                }
+            }
+        }
+    }
+
+    fn request(&mut self, hash: Hash) {
+        let now = self.context.current();
+        if let Some(at) = self.requested.get(&hash) {
+            if now.duration_since(*at).unwrap_or_default() < REQUEST_RETRY {
+                return;
+            }
+        }
+        self.requested.insert(hash, now);
+        let msg = codec::encode(&Wire::Request(hash));
+        let _ = self.sender.send(Recipients::All, msg, false);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.context.current().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+
+    fn progress(&mut self) {
+        self.apply_finalized();
+        self.serve_proposes();
+        self.serve_verifies();
+    }
+
+    /// Applies finalized blocks (and their not-yet-applied ancestors) in order.
+    fn apply_finalized(&mut self) {
+        while let Some((&view, &hash)) = self.finalized.iter().next() {
+            if self.committed.contains_key(&hash) {
+                self.finalized.remove(&view);
+                continue;
+            }
+            let tip = self.node.tip();
+            let mut path = Vec::new();
+            let mut cur = hash;
+            while cur != tip.block_hash {
+                match self.blocks.get(&cur) {
+                    Some(b) if b.header.height > tip.height => {
+                        path.push(cur);
+                        cur = b.header.parent_hash;
+                    }
+                    Some(_) => {
+                        tracing::error!(%hash, "finalized block does not extend the committed chain");
+                        self.finalized.remove(&view);
+                        return;
+                    }
+                    None => {
+                        self.request(cur);
+                        return;
+                    }
+                }
+            }
+            for h in path.into_iter().rev() {
+                let Some(block) = self.blocks.remove(&h) else { return };
+                match self.node.apply_finalized(&block) {
+                    Ok(c) => {
+                        self.committed.insert(h, c.info.height);
+                        tracing::debug!(height = c.info.height.0, txs = c.tx_count, "finalized");
+                    }
+                    Err(e) => {
+                        // Verification dry-ran this block; only a storage failure gets here.
+                        tracing::error!(error = %e, "a finalized block failed to apply");
+                        self.blocks.insert(h, block);
+                        return;
+                    }
+                }
+            }
+            self.finalized.remove(&view);
+            self.after_commit();
+        }
+    }
+
+    /// Drops what the new tip made stale; returns lost proposals' transactions to the mempool.
+    fn after_commit(&mut self) {
+        let tip = self.node.tip();
+        self.blocks.retain(|_, b| b.header.height > tip.height);
+        let (done, keep): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.own).into_iter().partition(|b| b.header.height <= tip.height);
+        self.own = keep;
+        for b in done {
+            if self.committed.contains_key(&b.hash()) {
+                continue;
+            }
+            for tx in b.txs {
+                let _ = self.node.submit(tx);
+            }
+        }
+        // Seeds are read for parents only: keep a window.
+        if let Some((&last, _)) = self.seeds.iter().next_back() {
+            self.seeds = self.seeds.split_off(&last.saturating_sub(1_000));
+        }
+        let now = self.context.current();
+        self.requested.retain(|_, at| now.duration_since(*at).unwrap_or_default() < REQUEST_RETRY * 20);
+    }
+
+    /// The header seed and its proof for a block whose parent is at `parent_view`.
+    fn seed_for(&self, chain_id: &str, parent_view: View) -> Option<(Hash, SeedProof)> {
+        if parent_view.is_zero() {
+            return Some((genesis_seed(chain_id), SeedProof::Threshold(Vec::new())));
+        }
+        let seed = self.seeds.get(&parent_view.get())?;
+        let bytes = seed.encode().to_vec();
+        Some((seed_hash(&bytes), SeedProof::Threshold(bytes)))
+    }
+
+    fn serve_proposes(&mut self) {
+        let tip = self.node.tip();
+        let pending = std::mem::take(&mut self.proposes);
+        for (ctx, response) in pending {
+            if response.is_closed() {
+                continue;
+            }
+            let parent = hash_of(&ctx.parent.1);
+            if parent != tip.block_hash {
+                if !self.committed.contains_key(&parent) {
+                    self.proposes.push((ctx, response));
+                }
+                // A committed parent below the tip: the proposal could only fork; decline.
+                continue;
+            }
+            let Some((seed, seed_proof)) = self.seed_for(&tip.chain_id, ctx.parent.0) else {
+                self.proposes.push((ctx, response));
+                continue;
+            };
+            let txs = self.node.with_mempool(|mp| mp.take(tip.max_block_txs));
+            let header = Header {
+                chain_id: tip.chain_id.clone(),
+                height: tip.height.next(),
+                parent_hash: tip.block_hash,
+                parent_state_root: tip.state_root,
+                time_ms: self.now_ms().max(tip.time_ms),
+                seed,
+                seed_proof,
+                proposer: proposer_address(&self.me),
+                tx_root: Block::compute_tx_root(&txs),
+            };
+            let block = Block { header, txs };
+            let hash = block.hash();
+            self.blocks.insert(hash, block.clone());
+            self.own.push(block);
+            let _ = response.send(digest_of(&hash));
+        }
+    }
+
+    /// `Some(verdict)` once it is final; `None` while it has to wait.
+    fn check(&self, ctx: &Ctx, block: &Block) -> Option<Result<(), String>> {
+        let h = &block.header;
+        let parent = hash_of(&ctx.parent.1);
+        if h.parent_hash != parent {
+            return Some(Err("parent hash differs from the engine's parent".into()));
+        }
+        if h.proposer != proposer_address(&ctx.leader) {
+            return Some(Err("proposer is not the view's leader".into()));
+        }
+        // The seed: the engine's VRF for the parent's view.
+        match &h.seed_proof {
+            SeedProof::Threshold(bytes) if ctx.parent.0.is_zero() => {
+                if !bytes.is_empty() || h.seed != genesis_seed(&h.chain_id) {
+                    return Some(Err("first block must carry the genesis seed".into()));
+                }
+            }
+            SeedProof::Threshold(bytes) => {
+                let Ok(seed) = Seed::decode(commonware_codec::Copying(bytes.as_slice())) else {
+                    return Some(Err("seed proof does not decode".into()));
+                };
+                if seed.round != Round::new(self.epoch, ctx.parent.0) {
+                    return Some(Err("seed is not the parent view's".into()));
+                }
+                if h.seed != seed_hash(bytes) {
+                    return Some(Err("seed is not the hash of its proof".into()));
+                }
+                if !seed.verify(&self.scheme) {
+                    return Some(Err("seed signature is invalid".into()));
+                }
+            }
+            _ => return Some(Err("a BFT block needs a threshold seed".into())),
+        }
+        let tip = self.node.tip();
+        if parent != tip.block_hash {
+            if self.committed.contains_key(&parent) {
+                return Some(Err("parent is committed below the tip (a fork)".into()));
+            }
+            return None; // the parent is not finalized here yet
+        }
+        if h.parent_state_root != tip.state_root {
+            return Some(Err(format!(
+                "parent state root {} differs from ours {}",
+                h.parent_state_root, tip.state_root
+            )));
+        }
+        if h.time_ms > self.now_ms() + MAX_CLOCK_SKEW_MS {
+            return None; // from the future: wait for our clock
+        }
+        // Header, sizes, chain id and every signature (Ledger::verify_block), then a dry run
+        // of the whole block on a copy of the committed ledger: a finalized block always applies.
+        let r = self.node.with_chain(|c| {
+            let mut ledger = c.ledger().clone();
+            ledger.apply_block(block).map(|_| ())
+        });
+        Some(r.map_err(|e| e.to_string()))
+    }
+
+    fn serve_verifies(&mut self) {
+        let pending = std::mem::take(&mut self.verifies);
+        for (ctx, payload, response) in pending {
+            if response.is_closed() {
+                continue;
+            }
+            let hash = hash_of(&payload);
+            let Some(block) = self.blocks.get(&hash) else {
+                if self.committed.contains_key(&hash) {
+                    let _ = response.send(true);
+                } else {
+                    self.request(hash);
+                    self.verifies.push((ctx, payload, response));
+                }
+                continue;
+            };
+            match self.check(&ctx, block) {
+                Some(Ok(())) => {
+                    let _ = response.send(true);
+                }
+                Some(Err(reason)) => {
+                    tracing::warn!(%hash, view = ctx.round.view().get(), reason, "block rejected");
+                    let _ = response.send(false);
+                }
+                None => self.verifies.push((ctx, payload, response)),
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Multi-machine mode: the ledger replicated by commonware's simplex BFT consensus.
+//!
+//! This module is the only place in flock that knows commonware. The engine orders block
+//! digests; this adapter is its application:
+//!
+//! ```text
+//!   simplex engine ──propose(ctx)──► Application: mempool → Block (parent's state root, seed) ─► relay
+//!                  ──verify(ctx,d)─► Application: wait for the block and its committed parent,
+//!                                    check header, seed, and a dry run of every transaction
+//!                  ──report(Finalization)─► Application: parent chain → Node::apply_finalized
+//! ```
+//!
+//! * **Deferred execution**: a header carries the state root after its parent. A proposal or a
+//!   verification waits until its parent is committed locally (finalized), so every block's
+//!   `parent_state_root` is checked against the locally executed one and a finalized block
+//!   always applies (verification dry-runs it on a copy of the committed ledger).
+//! * **Seed**: the header's seed is the engine's threshold-BLS VRF output (the `Seed` of the
+//!   parent's view, recovered from its notarization or finalization certificate), carried as
+//!   [`SeedProof::Threshold`] and checked against the committee's group key. The first block
+//!   (parent = genesis, view 0, which has no certificate) uses a fixed seed derived from the
+//!   chain id.
+//! * **Blocks on the wire**: the proposer broadcasts the full block on its own p2p channel
+//!   ([`BLOCK_CHANNEL`]); a node missing a block (for a verification or a finalization) asks its
+//!   peers for it by hash.
+
+mod app;
+
+pub use app::{Application, Mailbox};
+
+use commonware_consensus::simplex::scheme::bls12381_threshold::vrf;
+use commonware_cryptography::bls12381::primitives::variant::MinSig;
+use flock_ledger::Block;
+use flock_primitives::{Address, Hash, PublicKey};
+
+/// A validator's identity key on the consensus network (ed25519).
+pub type ValidatorKey = commonware_cryptography::ed25519::PublicKey;
+/// The signing scheme of votes and certificates: BLS12-381 threshold with an embedded VRF.
+pub type Scheme = vrf::Scheme<ValidatorKey, MinSig>;
+/// The engine's per-view randomness.
+pub type Seed = vrf::Seed<MinSig>;
+/// What the engine orders: a block hash.
+pub type Digest = commonware_cryptography::sha256::Digest;
+
+/// p2p channel of consensus votes.
+pub const VOTE_CHANNEL: u64 = 0;
+/// p2p channel of consensus certificates.
+pub const CERTIFICATE_CHANNEL: u64 = 1;
+/// p2p channel of the engine's certificate fetches.
+pub const RESOLVER_CHANNEL: u64 = 2;
+/// p2p channel of full blocks (proposals and fetches).
+pub const BLOCK_CHANNEL: u64 = 3;
+
+/// The namespace every signature of the engine is bound to.
+pub fn namespace(chain_id: &str) -> Vec<u8> {
+    let mut v = b"flock-bft-v1:".to_vec();
+    v.extend_from_slice(chain_id.as_bytes());
+    v
+}
+
+/// The engine digest of a block (its hash).
+pub fn digest_of(hash: &Hash) -> Digest {
+    commonware_cryptography::sha256::Digest(hash.0)
+}
+
+/// The flock hash of an engine digest.
+pub fn hash_of(digest: &Digest) -> Hash {
+    Hash(digest.0)
+}
+
+/// The flock address that proposes under a validator key (the header's `proposer`).
+pub fn proposer_address(key: &ValidatorKey) -> Address {
+    let mut pk = [0u8; 32];
+    pk.copy_from_slice(key.as_ref());
+    Address::from_public_key(&PublicKey(pk))
+}
+
+/// The seed of the first block (its parent, the genesis, has no certificate).
+pub fn genesis_seed(chain_id: &str) -> Hash {
+    Hash::of_parts("flock bft genesis seed v1", &[chain_id.as_bytes()])
+}
+
+/// The header seed derived from an engine seed (a hash of its threshold signature).
+pub fn seed_hash(seed_bytes: &[u8]) -> Hash {
+    Hash::of_parts("flock bft seed v1", &[seed_bytes])
+}
+
+/// Messages on [`BLOCK_CHANNEL`].
+#[derive(Debug, Clone, borsh::BorshSerialize, borsh::BorshDeserialize)]
+pub(crate) enum Wire {
+    /// A full block.
+    Block(Box<Block>),
+    /// A request for the block with this hash.
+    Request(Hash),
+}
+
+/// Timeouts and storage settings of one validator's engine.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// The engine's journal partition (unique per validator on shared storage).
+    pub partition: String,
+    /// Epoch of the validator set (0 until sets follow staking).
+    pub epoch: u64,
+    /// How long to wait for the leader's proposal.
+    pub leader_timeout: std::time::Duration,
+    /// How long to wait for a notarization to certify.
+    pub certification_timeout: std::time::Duration,
+    /// How often to rebroadcast a nullify vote.
+    pub timeout_retry: std::time::Duration,
+}
+
+impl EngineSettings {
+    /// Defaults for a validator with this journal partition.
+    pub fn new(partition: impl Into<String>) -> Self {
+        Self {
+            partition: partition.into(),
+            epoch: 0,
+            leader_timeout: std::time::Duration::from_secs(1),
+            certification_timeout: std::time::Duration::from_secs(2),
+            timeout_retry: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
+/// One p2p channel: a sender and its receiver.
+pub type Channel<S, R> = (S, R);
+
+/// Starts one validator: the application actor over `node` and the simplex engine, on the
+/// four channels ([`VOTE_CHANNEL`], [`CERTIFICATE_CHANNEL`], [`RESOLVER_CHANNEL`],
+/// [`BLOCK_CHANNEL`]). `scheme` is this validator's signer; `me` its identity key.
+#[allow(clippy::too_many_arguments)]
+pub fn start_validator<E, B, S, R>(
+    context: E,
+    node: crate::Node,
+    scheme: Scheme,
+    me: ValidatorKey,
+    blocker: B,
+    settings: EngineSettings,
+    channels: [Channel<S, R>; 4],
+) -> (commonware_runtime::Handle<()>, commonware_runtime::Handle<()>)
+where
+    E: commonware_runtime::Clock
+        + rand_core_cw::CryptoRng
+        + commonware_runtime::Spawner
+        + commonware_runtime::Storage
+        + commonware_runtime::Metrics
+        + commonware_runtime::Supervisor,
+    B: commonware_p2p::Blocker<PublicKey = ValidatorKey>,
+    S: commonware_p2p::Sender<PublicKey = ValidatorKey>,
+    R: commonware_p2p::Receiver<PublicKey = ValidatorKey>,
+{
+    use commonware_consensus::{
+        simplex::{
+            config::{Config, Floor, ForwardPolicy, SkipBudget, SkipPolicy},
+            elector::RoundRobin,
+            Engine,
+        },
+        types::{Epoch, ViewDelta},
+    };
+    use std::num::{NonZeroU16, NonZeroUsize};
+    let [votes, certificates, resolver, blocks] = channels;
+    let epoch = Epoch::new(settings.epoch);
+    let genesis = node.with_chain(|c| c.store().block_hash(flock_primitives::Height::GENESIS));
+    let genesis = genesis.ok().flatten().unwrap_or(Hash::ZERO);
+    let (app, mailbox) =
+        Application::new(context.child("application"), node, scheme.clone(), epoch, me, blocks);
+    let app = app.start();
+    let nz = |n: usize| NonZeroUsize::new(n).expect("nonzero");
+    let cfg = Config {
+        scheme,
+        elector: RoundRobin::<commonware_cryptography::Sha256>::default(),
+        blocker,
+        automaton: mailbox.clone(),
+        relay: mailbox.clone(),
+        reporter: mailbox,
+        strategy: commonware_parallel::Sequential,
+        partition: settings.partition,
+        mailbox_size: nz(1024),
+        epoch,
+        floor: Floor::Genesis(digest_of(&genesis)),
+        leader_timeout: settings.leader_timeout,
+        certification_timeout: settings.certification_timeout,
+        timeout_retry: settings.timeout_retry,
+        fetch_timeout: commonware_utils::NonZeroDuration::new(std::time::Duration::from_secs(1))
+            .expect("nonzero"),
+        fetch_retry_delay: std::time::Duration::from_millis(100),
+        view_retention: ViewDelta::new(10),
+        skip: SkipPolicy::Enabled {
+            timeout: settings.timeout_retry * 2,
+            budget: SkipBudget::Participants,
+        },
+        replay_buffer: nz(1 << 20),
+        write_buffer: nz(1 << 20),
+        page_cache: commonware_runtime::buffer::paged::CacheRef::new(
+            NonZeroU16::new(1024).expect("nonzero"),
+            nz(10),
+        ),
+        forward: ForwardPolicy::Disabled,
+        track_historical_votes: false,
+    };
+    let engine = Engine::new(context.child("engine"), cfg);
+    let engine = engine.start(votes, certificates, resolver);
+    (app, engine)
+}
+
+/// A validator committee from a trusted dealer: identity keys and threshold shares.
+pub struct Committee {
+    /// Identity private keys, in committee order.
+    pub keys: Vec<commonware_cryptography::ed25519::PrivateKey>,
+    /// Identity public keys, in committee order (sorted).
+    pub participants: Vec<ValidatorKey>,
+    /// Each validator's signing scheme (its share of the group key), in committee order.
+    pub schemes: Vec<Scheme>,
+}
+
+impl std::fmt::Debug for Committee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committee").field("participants", &self.participants).finish()
+    }
+}
+
+/// Deals a committee of `n` validators with a trusted dealer (`rng` is the dealer's
+/// randomness): ed25519 identities and BLS12-381 threshold shares (quorum 2f+1).
+/// A distributed key generation (commonware's DKG) replaces the dealer later.
+pub fn deal_committee(
+    mut rng: impl rand_core_cw::CryptoRng,
+    namespace: &[u8],
+    n: u32,
+) -> Committee {
+    use commonware_cryptography::{
+        bls12381::{dkg::feldman_desmedt::deal, primitives::sharing::Mode},
+        ed25519::PrivateKey,
+        Signer,
+    };
+    use commonware_math::algebra::Random;
+    use commonware_utils::{ordered::Set, N3f1};
+    let mut keys: Vec<PrivateKey> = (0..n).map(|_| PrivateKey::random(&mut rng)).collect();
+    keys.sort_by_key(|k| k.public_key());
+    let participants: Vec<ValidatorKey> = keys.iter().map(|k| k.public_key()).collect();
+    let set = Set::from_iter_dedup(participants.iter().cloned());
+    assert_eq!(set.len(), participants.len(), "identity keys must be distinct");
+    let (output, shares) = deal::<MinSig, _, N3f1>(&mut rng, Mode::NonZeroCounter, set.clone())
+        .expect("dealing to a non-empty committee");
+    let polynomial = output.public().clone();
+    let schemes = participants
+        .iter()
+        .map(|pk| {
+            let share = shares.get_value(pk).expect("a share per participant").clone();
+            Scheme::signer(namespace, set.clone(), polynomial.clone(), share)
+                .expect("the share matches the polynomial")
+        })
+        .collect();
+    Committee { keys, participants, schemes }
+}
