@@ -33,11 +33,30 @@ struct Outcome {
     /// Blocks whose seed is a verified threshold-VRF seed (all but the first).
     vrf_seeds: u64,
     elapsed_virtual: Duration,
+    /// Per validator, the proposer address of every committed block 1..=n.
+    proposers: Vec<Option<Vec<flock_primitives::Address>>>,
+    /// Proposer address of each validator (committee order).
+    addresses: Vec<flock_primitives::Address>,
+    /// Per validator, why it rejected proposals.
+    rejections: Vec<Vec<String>>,
 }
 
 /// Runs `n` validators (those in `offline` never start) until every online one has committed
 /// `blocks` blocks. Each online validator `i` gets `txs_each` transfers from account `i`.
 fn run(seed: u64, n: u32, blocks: u64, offline: &[usize], txs_each: u64) -> Outcome {
+    run_with(seed, n, blocks, offline, txs_each, &[])
+}
+
+/// [`run`] with byzantine proposers (`(validator index, fault)`).
+fn run_with(
+    seed: u64,
+    n: u32,
+    blocks: u64,
+    offline: &[usize],
+    txs_each: u64,
+    byzantine: &[(usize, bft::Byzantine)],
+) -> Outcome {
+    let byzantine = byzantine.to_vec();
     let _ = Mempool::new; // (keeps the import list honest across features)
     let cfg = deterministic::Config::new()
         .with_seed(seed)
@@ -77,6 +96,8 @@ fn run(seed: u64, n: u32, blocks: u64, offline: &[usize], txs_each: u64) -> Outc
 
         let quota = Quota::per_second(NonZeroU32::new(10_000).unwrap());
         let mut nodes = Vec::new();
+        let sinks: Vec<_> =
+            (0..n).map(|_| std::sync::Arc::new(std::sync::Mutex::new(Vec::new()))).collect();
         for (i, pk) in fixture.participants.iter().enumerate() {
             let control = oracle.control(pk.clone());
             let mut channels = Vec::new();
@@ -101,13 +122,16 @@ fn run(seed: u64, n: u32, blocks: u64, offline: &[usize], txs_each: u64) -> Outc
             }
             let channels: [_; 4] = channels.try_into().unwrap_or_else(|_| unreachable!());
             let ctx = context.child("validator").with_attribute("index", i);
+            let mut settings = EngineSettings::new(format!("validator-{i}"));
+            settings.rejections = Some(sinks[i].clone());
+            settings.byzantine = byzantine.iter().find(|(b, _)| *b == i).map(|(_, f)| *f);
             bft::start_validator(
                 ctx,
                 node.clone(),
                 fixture.schemes[i].clone(),
                 pk.clone(),
                 oracle.control(pk.clone()),
-                EngineSettings::new(format!("validator-{i}")),
+                settings,
                 channels,
             );
             nodes.push(Some(node));
@@ -166,7 +190,21 @@ fn run(seed: u64, n: u32, blocks: u64, offline: &[usize], txs_each: u64) -> Outc
                 })
             })
             .unwrap_or(0);
-        Outcome { chains, txs_landed, vrf_seeds, elapsed_virtual }
+        let proposers = nodes
+            .iter()
+            .map(|node| {
+                node.as_ref().map(|node| {
+                    node.with_chain(|c| {
+                        (1..=blocks)
+                            .map(|h| c.block(Height(h)).unwrap().unwrap().header.proposer)
+                            .collect::<Vec<_>>()
+                    })
+                })
+            })
+            .collect();
+        let addresses = fixture.participants.iter().map(bft::proposer_address).collect();
+        let rejections = sinks.iter().map(|s| s.lock().unwrap().clone()).collect();
+        Outcome { chains, txs_landed, vrf_seeds, elapsed_virtual, proposers, addresses, rejections }
     })
 }
 
@@ -200,7 +238,12 @@ fn four_validators_finalize_and_agree() {
     let o = run(1, 4, 20, &[], 10);
     assert_agree(&o);
     assert_eq!(o.txs_landed, 40, "every submitted transfer landed");
-    eprintln!("4 validators: 20 blocks, {} txs, virtual {:?}, wall {:?}", o.txs_landed, o.elapsed_virtual, t.elapsed());
+    eprintln!(
+        "4 validators: 20 blocks, {} txs, virtual {:?}, wall {:?}",
+        o.txs_landed,
+        o.elapsed_virtual,
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -219,7 +262,11 @@ fn one_crashed_of_four_the_rest_continue() {
     assert!(o.chains[2].is_none());
     assert_agree(&o);
     assert_eq!(o.txs_landed, 15, "the three live validators' transfers landed");
-    eprintln!("4 validators, 1 down: 15 blocks, virtual {:?}, wall {:?}", o.elapsed_virtual, t.elapsed());
+    eprintln!(
+        "4 validators, 1 down: 15 blocks, virtual {:?}, wall {:?}",
+        o.elapsed_virtual,
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -238,4 +285,43 @@ fn same_seed_replays_bit_for_bit() {
     let c = run(43, 4, 10, &[], 5);
     // Another seed: the same ledger transitions, but other block times and VRF seeds.
     assert_ne!(digest(&a), digest(&c));
+}
+
+/// A byzantine proposer's blocks are rejected by every honest validator, none of them commits,
+/// and the chain goes on under the other leaders.
+fn byzantine_proposer_is_rejected(seed: u64, fault: bft::Byzantine, reason: &str) {
+    let byz = 1usize;
+    let o = run_with(seed, 4, 16, &[], 5, &[(byz, fault)]);
+    assert_agree(&o);
+    let bad = o.addresses[byz];
+    let chain = o.proposers[0].as_ref().unwrap();
+    assert!(!chain.contains(&bad), "a block of the byzantine proposer was finalized");
+    // Round-robin leaders: the other three proposed every block.
+    for (i, a) in o.addresses.iter().enumerate() {
+        if i != byz {
+            assert!(chain.contains(a), "honest validator {i} proposed no finalized block");
+        }
+    }
+    // Every honest validator saw a spoiled proposal and said why it rejected it.
+    for (i, r) in o.rejections.iter().enumerate() {
+        if i == byz {
+            continue;
+        }
+        assert!(!r.is_empty(), "validator {i} rejected nothing");
+        assert!(r.iter().all(|m| m.contains(reason)), "validator {i}: unexpected rejections {r:?}");
+    }
+    // The honest validators' transfers landed; the byzantine one's never did (it only
+    // proposed them in spoiled blocks, and they live only in its own mempool).
+    assert_eq!(o.txs_landed, 15);
+    eprintln!("byzantine {fault:?}: rejections {:?}", o.rejections.iter().map(Vec::len).collect::<Vec<_>>());
+}
+
+#[test]
+fn byzantine_bad_signature_is_rejected() {
+    byzantine_proposer_is_rejected(5, bft::Byzantine::BadSignature, "signature");
+}
+
+#[test]
+fn byzantine_wrong_parent_root_is_rejected() {
+    byzantine_proposer_is_rejected(6, bft::Byzantine::WrongParentRoot, "parent state root");
 }

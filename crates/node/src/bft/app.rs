@@ -98,7 +98,8 @@ impl Reporter for Mailbox {
     fn report(&mut self, activity: Self::Activity) -> Feedback {
         match activity {
             Activity::Finalization(f) => {
-                let seed = f.certificate.get().map(|c| Seed::new(f.proposal.round, c.seed_signature));
+                let seed =
+                    f.certificate.get().map(|c| Seed::new(f.proposal.round, c.seed_signature));
                 self.send(Message::Finalized {
                     view: f.proposal.round.view(),
                     payload: f.proposal.payload,
@@ -144,6 +145,10 @@ pub struct Application<E, S, R> {
     own: Vec<Block>,
     requested: HashMap<Hash, SystemTime>,
     faults: u64,
+    /// Where rejection reasons go (see [`super::EngineSettings::rejections`]).
+    pub(crate) rejections: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
+    /// Fault injection (tests): how this proposer spoils its blocks.
+    pub(crate) byzantine: Option<super::Byzantine>,
 }
 
 impl<E, S, R> Application<E, S, R>
@@ -184,6 +189,8 @@ where
             own: Vec::new(),
             requested: HashMap::new(),
             faults: 0,
+            rejections: None,
+            byzantine: None,
         };
         (app, Mailbox { sender: tx })
     }
@@ -378,7 +385,8 @@ where
             self.seeds = self.seeds.split_off(&last.saturating_sub(1_000));
         }
         let now = self.context.current();
-        self.requested.retain(|_, at| now.duration_since(*at).unwrap_or_default() < REQUEST_RETRY * 20);
+        self.requested
+            .retain(|_, at| now.duration_since(*at).unwrap_or_default() < REQUEST_RETRY * 20);
     }
 
     /// The header seed and its proof for a block whose parent is at `parent_view`.
@@ -423,11 +431,48 @@ where
                 tx_root: Block::compute_tx_root(&txs),
             };
             let block = Block { header, txs };
+            // Its transactions go back to the mempool unless this exact block commits.
+            self.own.push(block.clone());
+            let block = match self.byzantine {
+                None => block,
+                Some(fault) => self.spoil(block, fault),
+            };
             let hash = block.hash();
-            self.blocks.insert(hash, block.clone());
-            self.own.push(block);
+            self.blocks.insert(hash, block);
             let _ = response.send(digest_of(&hash));
         }
+    }
+
+    /// Fault injection: a block the honest validators must reject.
+    fn spoil(&self, mut block: Block, fault: super::Byzantine) -> Block {
+        match fault {
+            super::Byzantine::BadSignature => {
+                if let Some(tx) = block.txs.first_mut() {
+                    tx.signature.0[0] ^= 1;
+                } else {
+                    let mut signer = [0u8; 32];
+                    signer.copy_from_slice(self.me.as_ref());
+                    let signer = flock_primitives::PublicKey(signer);
+                    block.txs.push(flock_ledger::SignedTx {
+                        tx: flock_ledger::Transaction {
+                            chain_id: block.header.chain_id.clone(),
+                            signer,
+                            nonce: 0,
+                            kind: flock_ledger::TxKind::Transfer {
+                                to: signer.address(),
+                                amount: flock_primitives::Amount(0),
+                            },
+                        },
+                        signature: flock_primitives::Signature([7u8; 64]),
+                    });
+                }
+            }
+            super::Byzantine::WrongParentRoot => {
+                block.header.parent_state_root = Hash::of(&block.header.parent_state_root.0);
+            }
+        }
+        block.header.tx_root = Block::compute_tx_root(&block.txs);
+        block
     }
 
     /// `Some(verdict)` once it is final; `None` while it has to wait.
@@ -510,6 +555,11 @@ where
                 }
                 Some(Err(reason)) => {
                     tracing::warn!(%hash, view = ctx.round.view().get(), reason, "block rejected");
+                    if let Some(sink) = &self.rejections {
+                        if let Ok(mut v) = sink.lock() {
+                            v.push(reason);
+                        }
+                    }
                     let _ = response.send(false);
                 }
                 None => self.verifies.push((ctx, payload, response)),

@@ -106,6 +106,21 @@ pub struct EngineSettings {
     pub certification_timeout: std::time::Duration,
     /// How often to rebroadcast a nullify vote.
     pub timeout_retry: std::time::Duration,
+    /// Where to record why this validator rejected a proposal (none: logged only).
+    pub rejections: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
+    /// Fault injection for tests: this validator proposes invalid blocks.
+    #[doc(hidden)]
+    pub byzantine: Option<Byzantine>,
+}
+
+/// How a byzantine proposer (fault injection, tests only) spoils its blocks.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Byzantine {
+    /// The block carries a transaction whose signature does not verify.
+    BadSignature,
+    /// The header's parent state root is not the parent's executed root.
+    WrongParentRoot,
 }
 
 impl EngineSettings {
@@ -117,6 +132,8 @@ impl EngineSettings {
             leader_timeout: std::time::Duration::from_secs(1),
             certification_timeout: std::time::Duration::from_secs(2),
             timeout_retry: std::time::Duration::from_secs(5),
+            rejections: None,
+            byzantine: None,
         }
     }
 }
@@ -161,8 +178,10 @@ where
     let epoch = Epoch::new(settings.epoch);
     let genesis = node.with_chain(|c| c.store().block_hash(flock_primitives::Height::GENESIS));
     let genesis = genesis.ok().flatten().unwrap_or(Hash::ZERO);
-    let (app, mailbox) =
+    let (mut app, mailbox) =
         Application::new(context.child("application"), node, scheme.clone(), epoch, me, blocks);
+    app.rejections = settings.rejections.clone();
+    app.byzantine = settings.byzantine;
     let app = app.start();
     let nz = |n: usize| NonZeroUsize::new(n).expect("nonzero");
     let cfg = Config {
