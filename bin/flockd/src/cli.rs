@@ -42,6 +42,121 @@ pub(crate) enum Command {
     /// Models: create a tiny model and task data.
     #[command(subcommand)]
     Model(ModelCmd),
+    /// AI Marketplace: listings, credits, API keys, usage, feedback.
+    Market(MarketArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MarketArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    #[command(flatten)]
+    pub node: NodeUrl,
+    #[command(subcommand)]
+    pub cmd: MarketCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MarketCmd {
+    /// List the models on offer (price, split, provenance, rating, volume).
+    List,
+    /// List a model: its artifact (a bundle in the artifact store), price and revenue split.
+    Publish {
+        /// The owner's key.
+        #[arg(long)]
+        from: String,
+        /// Listing name (1-64 of a-z 0-9 . _ -).
+        #[arg(long)]
+        name: String,
+        /// The model's artifact hash.
+        #[arg(long)]
+        artifact: String,
+        /// The serving node's account (key name or address) allowed to settle usage.
+        #[arg(long)]
+        server: String,
+        /// `language` or `predict`.
+        #[arg(long, default_value = "language")]
+        kind: String,
+        /// Price per 1,000 tokens, e.g. "0.5 FLOCK".
+        #[arg(long, default_value = "0 FLOCK")]
+        per_1k_tokens: String,
+        /// Price per call.
+        #[arg(long, default_value = "0 FLOCK")]
+        per_call: String,
+        /// Revenue split owner/validators/burn in percent, e.g. 80/15/5.
+        #[arg(long, default_value = "80/15/5")]
+        split: String,
+        /// Provenance: `arena:TASK:ROUND` or `alliance:TASK:ROUND` (checked by the ledger).
+        #[arg(long)]
+        provenance: Option<String>,
+    },
+    /// Move FLOCK from the balance into the credit escrow that pays for usage.
+    Deposit {
+        /// The consumer's key.
+        #[arg(long)]
+        from: String,
+        /// Amount, e.g. "10 FLOCK".
+        amount: String,
+    },
+    /// Start withdrawing credit (released to the balance after the ledger's delay).
+    Withdraw {
+        /// The consumer's key.
+        #[arg(long)]
+        from: String,
+        /// Amount.
+        amount: String,
+    },
+    /// API keys: create (printed once; only its hash goes on the ledger) or revoke.
+    #[command(subcommand)]
+    Keys(MarketKeysCmd),
+    /// An account's credit, keys and spending per listing.
+    Usage {
+        /// Key name or address.
+        who: String,
+    },
+    /// Rate a model you have paid for (1-5 stars), on the ledger.
+    Rate {
+        /// Your key.
+        #[arg(long)]
+        from: String,
+        /// Listing.
+        listing: String,
+        /// Stars.
+        stars: u8,
+    },
+    /// Write the feedback this node collected for a model as FLock JSONL training data.
+    ExportFeedback {
+        /// Listing.
+        #[arg(long)]
+        model: String,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// The serving node's data directory (default: `<data-dir>/node`).
+        #[arg(long)]
+        node_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MarketKeysCmd {
+    /// Create an API key bound to an account.
+    Create {
+        /// The account's key.
+        #[arg(long)]
+        from: String,
+        /// A label.
+        #[arg(long, default_value = "default")]
+        label: String,
+    },
+    /// Revoke an API key (by the key itself or its hash).
+    Revoke {
+        /// The account's key.
+        #[arg(long)]
+        from: String,
+        /// The API key or its hash.
+        key: String,
+    },
 }
 
 /// Options every agent has.
@@ -112,6 +227,37 @@ pub(crate) enum AgentCmd {
         /// Seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Take part in an FL Alliance task: join with a stake, then every round train on the local
+    /// data when drawn proposer, or aggregate, evaluate on the local data and vote when drawn
+    /// voter. The data never leaves this machine; only updates and votes are posted.
+    FlMember {
+        #[command(flatten)]
+        common: AgentCommon,
+        /// Task id.
+        #[arg(long)]
+        task: u64,
+        /// Local training data: CSV with a header, numeric feature columns and a label column.
+        #[arg(long)]
+        data: PathBuf,
+        /// Local validation data for voting (default: the training data).
+        #[arg(long)]
+        val: Option<PathBuf>,
+        /// Name of the label column.
+        #[arg(long, default_value = "label")]
+        label: String,
+        /// The model is a classifier with this many classes (default: a regressor).
+        #[arg(long)]
+        classes: Option<usize>,
+        /// Join with this stake if not a member yet (e.g. "1000 FLOCK").
+        #[arg(long)]
+        stake: Option<String>,
+        /// Local epochs per round as proposer.
+        #[arg(long, default_value_t = 2)]
+        epochs: usize,
+        /// Learning rate of local training.
+        #[arg(long, default_value_t = 3e-3)]
+        lr: f64,
     },
     /// Score assigned submissions on the revealed validation set, commit and reveal.
     Validator {
@@ -224,6 +370,13 @@ pub(crate) struct DevnetArgs {
     /// or `dp` (each hospital clips and noises its update; ε is reported).
     #[arg(long, default_value = "plaintext", value_parser = ["plaintext", "secagg", "dp"])]
     pub fl_privacy: String,
+    /// Skip the marketplace (listing, serving and paying for the Arena winner).
+    #[arg(long)]
+    pub no_market: bool,
+    /// Use this model directory (our HF layout, e.g. from `flockd model import`) as the Arena
+    /// task's base model instead of the tiny one the devnet trains.
+    #[arg(long)]
+    pub base_model: Option<PathBuf>,
     /// A smaller corpus, fewer training steps and shorter phases (tests, slow machines).
     #[arg(long)]
     pub quick: bool,

@@ -50,8 +50,12 @@ async fn main() -> Res<()> {
     let dir = Path::new(args.get(1).map(String::as_str).unwrap_or("bench/flower/out")).to_owned();
     let rounds = arg(2, 10) as u32;
     let block_ms = arg(3, 20);
-    let phases =
-        AlliancePhases { join: 10, propose: arg(4, 15), vote_commit: arg(5, 15), vote_reveal: arg(6, 8) };
+    let phases = AlliancePhases {
+        join: 10,
+        propose: arg(4, 15),
+        vote_commit: arg(5, 15),
+        vote_reveal: arg(6, 8),
+    };
     let mut clients = Vec::new();
     while dir.join(format!("client_{}.csv", clients.len())).exists() {
         clients.push(load(&dir.join(format!("client_{}.csv", clients.len())))?);
@@ -89,7 +93,12 @@ async fn main() -> Res<()> {
     .await?;
     let url = node.url();
     let ctx = |i: usize| {
-        let mut c = AgentCtx::new(&url, keys[i].clone(), &work.path().join(format!("a{i}")), &format!("client-{i}"));
+        let mut c = AgentCtx::new(
+            &url,
+            keys[i].clone(),
+            &work.path().join(format!("a{i}")),
+            &format!("client-{i}"),
+        );
         c.poll = Duration::from_millis(block_ms.max(10));
         c
     };
@@ -122,7 +131,10 @@ async fn main() -> Res<()> {
         privacy: Privacy::Plaintext,
         phases,
     };
-    let v = creator.client.send_and_wait(&creator.key, TxKind::AllianceCreate { spec: Box::new(spec) }).await?;
+    let v = creator
+        .client
+        .send_and_wait(&creator.key, TxKind::AllianceCreate { spec: Box::new(spec) })
+        .await?;
     let task = v["receipt"]["events"]
         .as_array()
         .and_then(|e| e.iter().find(|x| x["event"] == "alliance_task_created"))
@@ -132,7 +144,9 @@ async fn main() -> Res<()> {
     for i in 1..=n {
         let c = ctx(i);
         joins.push(tokio::spawn(async move {
-            c.client.send_and_wait(&c.key, TxKind::AllianceJoin { task, amount: Amount::flock(1_000) }).await
+            c.client
+                .send_and_wait(&c.key, TxKind::AllianceJoin { task, amount: Amount::flock(1_000) })
+                .await
         }));
     }
     for j in joins {
@@ -160,8 +174,13 @@ async fn main() -> Res<()> {
         let now_done = t["rounds_done"].as_u64().unwrap_or(0) as u32;
         while done < now_done {
             let r = creator.client.get(&format!("/v1/alliance/tasks/{task}/rounds/{done}")).await?;
-            let global: Hash = t["global_model"].as_str().and_then(|h| h.parse().ok()).ok_or("no model")?;
-            let u = Update::from_safetensors(&creator.artifacts.download(&global).await?, &layout, &limits)?;
+            let global: Hash =
+                t["global_model"].as_str().and_then(|h| h.parse().ok()).ok_or("no model")?;
+            let u = Update::from_safetensors(
+                &creator.artifacts.download(&global).await?,
+                &layout,
+                &limits,
+            )?;
             let acc = model.accuracy(&u, &test)?;
             let secs = last.elapsed().as_secs_f64();
             last = Instant::now();

@@ -51,6 +51,44 @@ impl FlModel {
         }
     }
 
+    /// The model whose parameters `layout` holds (an MLP's `layers.{i}.weight` `[out, in]` and
+    /// `layers.{i}.bias`), as a regressor or, with `classes`, a classifier.
+    pub fn from_layout(layout: &Layout, classes: Option<usize>) -> Result<Self, AgentError> {
+        let mut dims = Vec::new();
+        for i in 0.. {
+            let Some(w) = layout.params().iter().find(|p| p.name == format!("layers.{i}.weight"))
+            else {
+                break;
+            };
+            match w.shape.as_slice() {
+                [out, inp] => dims.push((*inp, *out)),
+                s => {
+                    return Err(AgentError::Protocol(format!(
+                        "layers.{i}.weight has shape {s:?}, not [out, in]"
+                    )))
+                }
+            }
+        }
+        let (Some(first), Some(last)) = (dims.first(), dims.last()) else {
+            return Err(AgentError::Protocol(
+                "the task's model is not an MLP (no layers.0.weight)".into(),
+            ));
+        };
+        let hidden: Vec<usize> = dims[..dims.len() - 1].iter().map(|d| d.1).collect();
+        let mut m = Self::regressor(first.0, hidden);
+        match classes {
+            Some(c) if c != last.1 => {
+                return Err(AgentError::Protocol(format!(
+                    "the task's model has {} outputs, not {c} classes",
+                    last.1
+                )))
+            }
+            Some(c) => m.task = MlpTask::Classification { classes: c },
+            None => m.task = MlpTask::Regression { outputs: last.1 },
+        }
+        Ok(m)
+    }
+
     /// A fresh model (the initial global model when `seed` is the task's).
     pub fn init(&self, seed: u64) -> Result<Update, AgentError> {
         Mlp::new(self.inputs, &self.hidden, self.task, seed, &cpu())
@@ -315,7 +353,10 @@ async fn member_round(
                 }
                 MemberBehaviour::Poison => poison(layout, round)?,
                 MemberBehaviour::WrongShape => {
-                    let half = FlModel { hidden: vec![model.hidden.first().map_or(1, |h| (h / 2).max(1))], ..model.clone() };
+                    let half = FlModel {
+                        hidden: vec![model.hidden.first().map_or(1, |h| (h / 2).max(1))],
+                        ..model.clone()
+                    };
                     half.init(u64::from(round))?
                 }
             };
@@ -329,7 +370,10 @@ async fn member_round(
             let bytes = match spec.privacy {
                 // A poisoner ignores the task's rules and posts its raw update.
                 Privacy::Plaintext | Privacy::DifferentialPrivacy { .. }
-                    if matches!(behaviour, MemberBehaviour::Poison | MemberBehaviour::WrongShape) =>
+                    if matches!(
+                        behaviour,
+                        MemberBehaviour::Poison | MemberBehaviour::WrongShape
+                    ) =>
                 {
                     local.to_safetensors_default()
                 }

@@ -198,3 +198,38 @@ pub fn prepare_text2sql(
     let base_bpb = evaluate_lm(&base.model, &set, 16).map_err(ml)?.bpb;
     Ok(PreparedTask { training_jsonl, validation_jsonl, base_bpb })
 }
+
+/// Like [`prepare_text2sql`], but the base model is a real checkpoint already in our HF layout
+/// (for example one made by `flockd model import`): its [`BASE_FILES`] are copied into
+/// `base_dir`, and the task's data is the simulated Text2SQL corpus as above.
+pub fn prepare_text2sql_with_base(
+    source: &Path,
+    base_dir: &Path,
+    seed: u64,
+    n_train: usize,
+    n_val: usize,
+) -> Result<PreparedTask, AgentError> {
+    let ml = |e: flock_ml::MlError| AgentError::Ml(e.to_string());
+    std::fs::create_dir_all(base_dir)?;
+    for f in BASE_FILES {
+        let from = source.join(f);
+        std::fs::copy(&from, base_dir.join(f)).map_err(|e| {
+            AgentError::Ml(format!("base model {}: {}: {e}", source.display(), from.display()))
+        })?;
+    }
+    let mut s =
+        text2sql::splits(seed, n_train, n_val).map_err(|e| AgentError::Ml(e.to_string()))?;
+    for e in s.train.iter_mut().chain(s.validation.iter_mut()) {
+        e.system = None;
+    }
+    let mut training_jsonl = Vec::new();
+    flock_ml_data::write_jsonl(&mut training_jsonl, &s.train)
+        .map_err(|e| AgentError::Ml(e.to_string()))?;
+    let mut validation_jsonl = Vec::new();
+    flock_ml_data::write_jsonl(&mut validation_jsonl, &s.validation)
+        .map_err(|e| AgentError::Ml(e.to_string()))?;
+    let base = ModelDir::new(base_dir).load(&cpu()).map_err(ml)?;
+    let set = encode_eval_set(&base.tokenizer, &s.validation, 256).map_err(ml)?;
+    let base_bpb = evaluate_lm(&base.model, &set, 16).map_err(ml)?.bpb;
+    Ok(PreparedTask { training_jsonl, validation_jsonl, base_bpb })
+}

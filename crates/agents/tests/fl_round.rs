@@ -152,7 +152,8 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secure_aggregation_hides_updates_and_survives_a_dropout() {
     // ρ = 80%: the dropping hospital is drawn proposer in most rounds.
-    let run = private_run("fl-secagg", Privacy::SecureAggregation, 4, 80, MemberBehaviour::Dropout).await;
+    let run =
+        private_run("fl-secagg", Privacy::SecureAggregation, 4, 80, MemberBehaviour::Dropout).await;
     let locals = local_updates(&run.o, false);
     let (mut dropout_rounds, mut checked) = (0, 0);
     for (r, v) in run.views.iter().enumerate() {

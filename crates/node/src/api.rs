@@ -101,6 +101,7 @@ pub fn router(node: Node) -> Router {
         .route("/v1/events", get(events))
         .merge(crate::api_arena::routes())
         .merge(crate::api_alliance::routes())
+        .merge(crate::api_market::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint; see the README for the API") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(crate::api_artifacts::routes())

@@ -26,6 +26,7 @@ pub mod api;
 mod api_alliance;
 mod api_arena;
 mod api_artifacts;
+mod api_market;
 pub mod artifacts;
 #[cfg(feature = "bft")]
 pub mod bft;

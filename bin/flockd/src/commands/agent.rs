@@ -104,6 +104,10 @@ pub(crate) async fn run(cmd: AgentCmd) -> anyhow::Result<()> {
                 rep.artifact, rep.train_secs
             );
         }
+        AgentCmd::FlMember { common, task, data, val, label, classes, stake, epochs, lr } => {
+            fl_member(&common, task, &data, val.as_deref(), &label, classes, stake, epochs, lr)
+                .await?;
+        }
         AgentCmd::Validator { common, task, round, stake } => {
             let c = ctx(&common)?;
             ensure_stake(&c, validator_target(task), &stake).await?;
@@ -149,6 +153,93 @@ pub(crate) async fn model(cmd: ModelCmd, json: bool) -> anyhow::Result<()> {
         }
         ModelCmd::Import { src, out, dtype, force } => {
             super::model_import::run(src, out, &dtype, force, json).await?
+        }
+    }
+    Ok(())
+}
+
+fn load_csv(path: &std::path::Path, label: &str) -> anyhow::Result<flock_ml::mlp::TabularData> {
+    let f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let t = flock_ml_data::from_csv(f, label, &flock_ml_data::CsvLimits::default())
+        .with_context(|| format!("parsing {}", path.display()))?;
+    Ok(flock_ml::mlp::TabularData {
+        n_features: t.feature_names.len(),
+        features: t.features.concat(),
+        targets: t.labels.clone(),
+        n_targets: 1,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn fl_member(
+    common: &AgentCommon,
+    task: u64,
+    data: &std::path::Path,
+    val: Option<&std::path::Path>,
+    label: &str,
+    classes: Option<usize>,
+    stake: Option<String>,
+    epochs: usize,
+    lr: f64,
+) -> anyhow::Result<()> {
+    use flock_agents::alliance::{run_member, FlModel, MemberBehaviour};
+    let c = ctx(common)?;
+    let train = load_csv(data, label)?;
+    let val = match val {
+        Some(v) => load_csv(v, label)?,
+        None => train.clone(),
+    };
+    let view = c.client.get(&format!("/v1/alliance/tasks/{task}")).await?;
+    let model_hash: Hash = view["spec"]["model"]
+        .as_str()
+        .and_then(|h| h.parse().ok())
+        .with_context(|| format!("task {task} has no model"))?;
+    let bytes = c.artifacts.download(&model_hash).await?;
+    let layout = flock_ml_core::artifact::validate(
+        &bytes,
+        None,
+        &flock_ml_core::ArtifactLimits::for_params(100_000_000),
+    )
+    .with_context(|| format!("reading the task's model {model_hash}"))?
+    .layout()
+    .clone();
+    let mut model = FlModel::from_layout(&layout, classes)?;
+    model.lr = lr;
+    if train.n_features != model.inputs {
+        anyhow::bail!(
+            "{} has {} feature columns; the task's model takes {}",
+            data.display(),
+            train.n_features,
+            model.inputs
+        );
+    }
+    let me = c.key.address().to_string();
+    let member =
+        view["member_list"].as_array().into_iter().flatten().any(|m| m["address"] == me.as_str());
+    if !member {
+        let amount: Amount = stake
+            .as_deref()
+            .context("not a member of the task yet: pass --stake to join")?
+            .parse()?;
+        c.client.send_and_wait(&c.key, TxKind::AllianceJoin { task, amount }).await?;
+        println!("joined task {task} with {amount}");
+    }
+    let rounds =
+        run_member(&c, task, &model, &train, &val, MemberBehaviour::Honest, epochs).await?;
+    for r in &rounds {
+        match (r.role, r.rmse) {
+            (_, Some((old, new))) => println!(
+                "round {}: {} — local error {old:.4} → {new:.4} for aggregate {}",
+                r.round,
+                r.role,
+                r.aggregate.map(|h| h.to_string()).unwrap_or_default()
+            ),
+            _ => println!(
+                "round {}: {}{}",
+                r.round,
+                r.role,
+                r.sent.map(|h| format!(" — posted {h}")).unwrap_or_default()
+            ),
         }
     }
     Ok(())

@@ -5,7 +5,7 @@ use crate::cli::DevnetArgs;
 use anyhow::Context;
 use flock_ledger::{Allocation, Genesis, Params, StakeTarget, TxKind};
 use flock_node::{Client, ClientError, Keystore, MempoolLimits, NodeConfig, SequencerKey};
-use flock_primitives::{Amount, Keypair, Ppm};
+use flock_primitives::{Amount, Hash, Keypair, Ppm};
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -92,14 +92,29 @@ pub(crate) async fn run(a: DevnetArgs, json: bool) -> anyhow::Result<()> {
         println!("    dev-{i:<3} {}", al.address);
     }
     let mut result = if a.no_demo { Ok(()) } else { demo(&url, &genesis, json).await };
+    let mut arena_task = None;
     if result.is_ok() && !a.no_demo && !a.no_arena {
-        result = arena(&url, &dir, a.block_interval_ms.max(1), a.quick).await;
+        match arena(&url, &dir, a.block_interval_ms.max(1), a.quick, a.base_model.as_deref()).await
+        {
+            Ok(t) => arena_task = Some(t),
+            Err(e) => result = Err(e),
+        }
     }
     if result.is_ok() && !a.no_demo && !a.no_alliance {
         result = alliance(&url, &dir, a.block_interval_ms.max(1), a.quick, &a.fl_privacy).await;
     }
+    let mut gateway = None;
+    if let (Ok(()), Some((task, base_dir)), false) = (&result, &arena_task, a.no_market) {
+        match market(&url, &dir, &running.node, *task, base_dir, a.listen).await {
+            Ok(g) => gateway = Some(g),
+            Err(e) => result = Err(e),
+        }
+    }
     if let Err(e) = &result {
         eprintln!("demo failed: {e:#}");
+    }
+    if let Some(g) = &gateway {
+        g.shutdown().await;
     }
     if a.exit_after_demo || result.is_err() {
         running.shutdown().await?;
@@ -121,7 +136,8 @@ async fn arena(
     dir: &std::path::Path,
     interval_ms: u64,
     quick: bool,
-) -> anyhow::Result<()> {
+    base_model: Option<&std::path::Path>,
+) -> anyhow::Result<(u64, std::path::PathBuf)> {
     use flock_agents::{
         engine::{prepare_text2sql, EngineMl, BASE_FILES},
         scenario::{print_outcome, run_arena_scenario, ArenaScenario},
@@ -129,13 +145,24 @@ async fn arena(
     };
     let (n_train, n_val, pretrain, steps) =
         if quick { (160, 24, 40, 40) } else { (600, 64, 100, 150) };
-    println!("
-AI Arena: preparing a Text2SQL task (simulated corpus: {n_train} training and {n_val} hidden validation examples; a tiny Qwen2-style base model) ...");
+    let base_desc = match base_model {
+        Some(b) => format!("base model {}", b.display()),
+        None => "a tiny Qwen2-style base model".to_owned(),
+    };
+    println!(
+        "\nAI Arena: preparing a Text2SQL task (simulated corpus: {n_train} training and {n_val} hidden validation examples; {base_desc}) ..."
+    );
     let base_dir = dir.join("arena-base");
     let started = std::time::Instant::now();
     let task = tokio::task::spawn_blocking({
         let base_dir = base_dir.clone();
-        move || prepare_text2sql(&base_dir, 7, n_train, n_val, pretrain)
+        let source = base_model.map(std::path::Path::to_owned);
+        move || match source {
+            Some(src) => {
+                flock_agents::engine::prepare_text2sql_with_base(&src, &base_dir, 7, n_train, n_val)
+            }
+            None => prepare_text2sql(&base_dir, 7, n_train, n_val, pretrain),
+        }
     })
     .await??;
     println!(
@@ -170,7 +197,252 @@ AI Arena: preparing a Text2SQL task (simulated corpus: {n_train} training and {n
     if let Some((check, _)) = outcome.checks.iter().find(|(_, ok)| !ok) {
         anyhow::bail!("arena check failed: {check}");
     }
-    Ok(())
+    Ok((outcome.task, dir.join("arena-base")))
+}
+
+/// A running marketplace gateway: the serve layer on its own port.
+struct Gateway {
+    serve: flock_serve::Serve,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    async fn shutdown(&self) {
+        self.serve.shutdown().await;
+        self.task.abort();
+    }
+}
+
+/// The AI Marketplace: the Arena winner (the base model with the winning LoRA adapter merged)
+/// is listed with its provenance, served over the OpenAI-compatible API, and called by a paying
+/// consumer; the usage settles on the ledger and the revenue is split.
+async fn market(
+    url: &str,
+    dir: &std::path::Path,
+    node: &flock_node::Node,
+    task: u64,
+    base_dir: &std::path::Path,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<Gateway> {
+    use flock_agents::fetch::Artifacts;
+    use flock_ledger::market::{
+        ListingSpec, ModelKind, Pricing, Product, ProvenanceClaim, RevenueSplit,
+    };
+    let client = Client::new(url);
+    let art = Artifacts::new(url, &dir.join("market-cache"));
+    println!("\nAI Marketplace: the Arena winner is merged into its base model, listed with its provenance, served over an OpenAI-compatible API and paid for per token");
+    let round = client.get(&format!("/v1/arena/tasks/{task}/rounds/0")).await?;
+    let winner: Hash = round["result"]["ranking"][0]["artifact"]
+        .as_str()
+        .and_then(|h| h.parse().ok())
+        .context("the arena round has no winner")?;
+    // The served model: base + the winner's adapter, merged.
+    let adapter = dir.join("market-winner-adapter");
+    art.fetch_bundle(&winner, &adapter).await?;
+    let served = dir.join("market-winner-model");
+    tokio::task::spawn_blocking({
+        let (base_dir, adapter, served) = (base_dir.to_owned(), adapter.clone(), served.clone());
+        move || -> anyhow::Result<()> {
+            let base = flock_ml::ModelDir::new(&base_dir).load(&flock_ml::cpu())?;
+            let (model, _) = flock_ml::load_peft_adapter(base.model, &adapter)?;
+            let merged = flock_ml::merge_lora(model);
+            flock_ml::ModelDir::new(&served).save(&base.config, &merged, &base.tokenizer)?;
+            for f in ["tokenizer_config.json", "generation_config.json"] {
+                if base_dir.join(f).exists() {
+                    std::fs::copy(base_dir.join(f), served.join(f))?;
+                }
+            }
+            Ok(())
+        }
+    })
+    .await??;
+    let files: Vec<String> = std::fs::read_dir(&served)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    let refs: Vec<&str> = files.iter().map(String::as_str).collect();
+    let artifact = art.upload_bundle("hf-model", &served, &refs).await?;
+    let owner = dev_key(0); // the task's creator
+    let server = Keypair::dev("devnet-market-server");
+    let consumer = dev_key(11);
+    let name = "text2sql-arena-winner";
+    let spec = ListingSpec {
+        name: name.into(),
+        server: server.address(),
+        artifact,
+        kind: ModelKind::Language,
+        price: Pricing { per_1k_tokens: Amount::flock(2), per_call: Amount::ZERO },
+        split: RevenueSplit {
+            owner: Ppm::percent(70)?,
+            validators: Ppm::percent(20)?,
+            burn: Ppm::percent(10)?,
+        },
+        provenance: Some(ProvenanceClaim { product: Product::Arena, task, round: 0 }),
+    };
+    step(&client, "creator", &owner, TxKind::MarketList { spec: Box::new(spec) }).await?;
+    let l = client.get(&format!("/v1/market/listings/{name}")).await?;
+    println!(
+        "  listed {name}: 2 FLOCK per 1k tokens, split 70% owner / 20% validators / 10% burned; provenance from the ledger: arena task {task} round 0, winning artifact {}, validators {}",
+        l["provenance"]["model"].as_str().unwrap_or("?"),
+        l["provenance"]["validators"].as_array().map_or(0, Vec::len)
+    );
+    // Serve it on the port after the API's.
+    let cfg = flock_serve::ServeConfig::new(
+        vec![flock_serve::ServedModel { listing: name.into(), dir: served.clone() }],
+        server.clone(),
+        dir.to_owned(),
+    );
+    let serve = flock_serve::Serve::start(node.clone(), cfg)?;
+    let port = if listen.port() == 0 { 0 } else { listen.port().wrapping_add(1) };
+    let listener = match tokio::net::TcpListener::bind((listen.ip(), port)).await {
+        Ok(l) => l,
+        Err(_) => tokio::net::TcpListener::bind((listen.ip(), 0)).await?,
+    };
+    let gw = format!("http://{}", listener.local_addr()?);
+    let router = serve.router();
+    let task_handle = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    println!("  serving at {gw}/v1 (OpenAI-compatible: /v1/models, /v1/chat/completions, /v1/completions)");
+    // A consumer deposits credit, creates a key and asks questions.
+    step(&client, "consumer", &consumer, TxKind::MarketDeposit { amount: Amount::flock(20) })
+        .await?;
+    let key = flock_serve::generate_api_key();
+    step(
+        &client,
+        "consumer",
+        &consumer,
+        TxKind::MarketKeyCreate {
+            key_hash: flock_serve::api_key_hash(&key),
+            label: "devnet".into(),
+        },
+    )
+    .await?;
+    let escrow_before = client.get(&format!("/v1/market/accounts/{}", consumer.address())).await?
+        ["escrow"]["available"]
+        .clone();
+    let settle_from = client.get("/v1/status").await?["height"].as_u64().unwrap_or(1).max(1);
+    let http = reqwest::Client::new();
+    let mut tokens = 0u64;
+    let mut expected = Amount::ZERO;
+    // Questions of the task's kind (simulated, from the repo's generator with another seed
+    // than the task's sets). The schema prompt does not fit the tiny model's context, so the
+    // question goes alone.
+    for pair in flock_ml_data::text2sql::generate_pairs(991, 3) {
+        let q = pair.question;
+        let body = serde_json::json!({
+            "model": name,
+            "messages": [{"role": "user", "content": q}],
+            "max_tokens": 32,
+            "temperature": 0.0,
+        });
+        let r = http
+            .post(format!("{gw}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        if !status.is_success() {
+            anyhow::bail!("chat completion failed ({status}): {v}");
+        }
+        let used = v["usage"]["total_tokens"].as_u64().unwrap_or(0);
+        tokens += used;
+        let entry = flock_ledger::market::UsageEntry {
+            key_hash: flock_serve::api_key_hash(&key),
+            prompt_tokens: used,
+            completion_tokens: 0,
+            calls: 0,
+        };
+        let price = Pricing { per_1k_tokens: Amount::flock(2), per_call: Amount::ZERO };
+        expected = flock_ledger::market::usage_cost(&entry, &price)
+            .and_then(|c| expected.checked_add(c))
+            .context("cost overflow")?;
+        println!(
+            "  consumer asks {q:?}\n    → {:?} ({} prompt + {} completion tokens)",
+            v["choices"][0]["message"]["content"].as_str().unwrap_or(""),
+            v["usage"]["prompt_tokens"],
+            v["usage"]["completion_tokens"]
+        );
+    }
+    // Bad input is refused and costs nothing.
+    let r = http
+        .post(format!("{gw}/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"model": name, "messages": [], "max_tokens": 8}))
+        .send()
+        .await?;
+    println!("  an empty conversation is refused: HTTP {}", r.status().as_u16());
+    let r = http
+        .post(format!("{gw}/v1/chat/completions"))
+        .bearer_auth("flk-not-a-key")
+        .json(&serde_json::json!({"model": name, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await?;
+    println!("  an unknown API key is refused: HTTP {}", r.status().as_u16());
+    if !serve.settle_now(Duration::from_secs(30)).await {
+        anyhow::bail!("usage did not settle on the ledger in 30 s");
+    }
+    let acct = client.get(&format!("/v1/market/accounts/{}", consumer.address())).await?;
+    let spent = acct["spent"]
+        .as_array()
+        .and_then(|s| s.first())
+        .map(|s| s["spent"].clone())
+        .unwrap_or(Value::Null);
+    let amt =
+        |v: &Value| v.as_str().and_then(|s| Amount::from_base_str(s).ok()).unwrap_or_default();
+    println!(
+        "  settled on the ledger: {tokens} tokens → {} charged (credit {} → {})",
+        amt(&spent),
+        amt(&escrow_before),
+        amt(&acct["escrow"]["available"])
+    );
+    // The split, from the settlement events.
+    let mut burned = Amount::ZERO;
+    let mut paid: Vec<(String, Amount)> = Vec::new();
+    let mut blocks = Vec::new();
+    let mut since = settle_from;
+    loop {
+        let ev = client.get(&format!("/v1/events?since={since}&limit=100")).await?;
+        blocks.extend(ev["blocks"].as_array().cloned().unwrap_or_default());
+        let next = ev["next"].as_u64().unwrap_or(u64::MAX);
+        if next > ev["tip"].as_u64().unwrap_or(0) || next <= since {
+            break;
+        }
+        since = next;
+    }
+    for b in &blocks {
+        for r in b["txs"].as_array().into_iter().flatten() {
+            for e in r["events"].as_array().into_iter().flatten() {
+                if e["event"] == "market_settled" && e["listing"] == name {
+                    burned = burned.checked_add(amt(&e["burned"])).unwrap_or(burned);
+                    for p in e["payouts"].as_array().into_iter().flatten() {
+                        paid.push((p[0].as_str().unwrap_or("").to_owned(), amt(&p[1])));
+                    }
+                }
+            }
+        }
+    }
+    for (who, a) in &paid {
+        let role =
+            if *who == owner.address().to_string() { "owner (task creator)" } else { "validator" };
+        println!("    paid {a} to {role} {who}");
+    }
+    println!("    burned {burned}");
+    let sup = client.get("/v1/supply").await?;
+    let split_total = paid.iter().fold(burned.0, |acc, (_, a)| acc.saturating_add(a.0));
+    let checks = [
+        ("the charge equals the metered tokens at the listed price", amt(&spent) == expected),
+        ("owner + validators + burn add up to the charge", split_total == amt(&spent).0),
+        ("supply conserved", sup["conserved"] == true),
+    ];
+    for (c, ok) in checks {
+        println!("  [{}] {c}", if ok { "ok" } else { "FAILED" });
+        if !ok {
+            anyhow::bail!("market check failed: {c}");
+        }
+    }
+    Ok(Gateway { serve, task: task_handle })
 }
 
 /// The FL Alliance task: six hospitals with simulated glucose patients train a

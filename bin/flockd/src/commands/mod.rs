@@ -4,6 +4,7 @@ mod agent;
 mod devnet;
 mod genesis;
 mod keys;
+mod market;
 mod model_import;
 mod node;
 mod query;
@@ -25,6 +26,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query(q) => query::run(q, json).await,
         Command::Agent(a) => agent::run(a).await,
         Command::Model(m) => agent::model(m, json).await,
+        Command::Market(m) => market::run(m, json).await,
     }
 }
 

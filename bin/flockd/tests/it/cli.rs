@@ -130,3 +130,61 @@ fn devnet_demo_runs_to_a_conserved_supply() {
     assert_eq!(out.matches("[ok]").count(), 10, "{out}");
     assert!(!out.contains("[FAILED]"), "{out}");
 }
+
+/// `flockd market`: credit escrow, API keys (printed once, only the hash on the ledger),
+/// usage, withdrawals, and clear errors.
+#[test]
+fn market_credit_keys_and_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert!(run(&["keys", "new", "carol", "--data-dir", d]).status.success());
+    let o = run(&["genesis", "--data-dir", d, "--chain-id", "market-cli", "--alloc", "carol=1000"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let node = NodeProc::start(dir.path(), &dir.path().join("genesis.json"), 50);
+    let m = |args: &[&str]| {
+        let mut a = vec!["market", "--data-dir", d, "--node", node.url.as_str()];
+        a.extend_from_slice(args);
+        run(&a)
+    };
+    let o = m(&["list"]);
+    assert!(stdout(&o).contains("no models listed"), "{o:?}");
+    let o = m(&["deposit", "--from", "carol", "25 FLOCK"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&[
+        "--json",
+        "market",
+        "--data-dir",
+        d,
+        "--node",
+        &node.url,
+        "keys",
+        "create",
+        "--from",
+        "carol",
+        "--label",
+        "laptop",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let k: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let key = k["api_key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        k["key_hash"].as_str().unwrap(),
+        flock_primitives::Hash::of(key.as_bytes()).to_string()
+    );
+    let o = m(&["withdraw", "--from", "carol", "5 FLOCK"]);
+    assert!(stdout(&o).contains("released at height"), "{o:?}");
+    let o = m(&["usage", "carol"]);
+    let out = stdout(&o);
+    assert!(out.contains("credit 20 FLOCK available, 5 FLOCK being withdrawn"), "{out}");
+    assert!(out.contains("laptop") && out.contains("active"), "{out}");
+    // Overdrawing the escrow is refused with the ledger's reason.
+    let o = m(&["withdraw", "--from", "carol", "50 FLOCK"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("escrow"), "{o:?}");
+    let o = m(&["keys", "revoke", "--from", "carol", &key]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&m(&["usage", "carol"])).contains("revoked"));
+    // Bad arguments are clear errors.
+    let o = m(&["deposit", "--from", "carol", "lots"]);
+    assert!(!o.status.success());
+}

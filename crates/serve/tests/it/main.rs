@@ -10,4 +10,5 @@ mod feedback;
 mod hook;
 mod predict;
 mod settle;
+mod smollm2;
 mod util;
