@@ -113,7 +113,7 @@ fn split(t: &flock_ml_data::Tabular) -> (TabularData, TabularData) {
 
 fn name(i: usize, n: usize, last: MemberBehaviour) -> String {
     if i == n && last == MemberBehaviour::Dropout {
-        "hospital-D (drops out)".to_owned()
+        "hospital-X (drops out)".to_owned()
     } else if i == n && last == MemberBehaviour::WrongShape {
         "hospital-W (wrong shape)".to_owned()
     } else if i == n && last == MemberBehaviour::Poison {

@@ -459,7 +459,7 @@ async fn alliance(
     let (privacy, story) = match privacy {
         "secagg" => (
             Privacy::SecureAggregation,
-            "updates are masked pairwise so voters see only their sum (FedAvg); hospital-D drops out after each draw and the survivors reveal its pair seeds",
+            "updates are masked pairwise so voters see only their sum (FedAvg); hospital-X drops out after each draw and the survivors reveal its pair seeds",
         ),
         "dp" => (
             Privacy::DifferentialPrivacy { clip_micro: 1_000_000, noise_micro: 20_000 },
