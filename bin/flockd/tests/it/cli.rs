@@ -127,7 +127,11 @@ fn devnet_demo_runs_to_a_conserved_supply() {
     assert!(out.contains("AI Arena task 1 settled"), "{out}");
     // And the FL Alliance task: ten rounds, the poisoner contained, near-centralized accuracy.
     assert!(out.contains("FL Alliance task 2 finished"), "{out}");
-    assert_eq!(out.matches("[ok]").count(), 10, "{out}");
+    // And the marketplace: the Arena winner listed, served, paid for and the revenue split.
+    assert!(out.contains("listed text2sql-arena-winner"), "{out}");
+    assert!(out.contains("an unknown API key is refused: HTTP 401"), "{out}");
+    assert!(out.contains("to validator"), "{out}");
+    assert_eq!(out.matches("[ok]").count(), 13, "{out}");
     assert!(!out.contains("[FAILED]"), "{out}");
 }
 
