@@ -44,6 +44,31 @@ pub(crate) enum Command {
     Model(ModelCmd),
     /// AI Marketplace: listings, credits, API keys, usage, feedback.
     Market(MarketArgs),
+    /// Run a BFT network of validators on loopback (separate processes and data dirs).
+    #[cfg(feature = "bft")]
+    Testnet(TestnetArgs),
+}
+
+/// `flockd testnet`.
+#[cfg(feature = "bft")]
+#[derive(Debug, Args)]
+pub(crate) struct TestnetArgs {
+    /// Validators.
+    #[arg(long, default_value_t = 4)]
+    pub nodes: u32,
+    /// Directory of the network (genesis, committee, one data dir per node); reused if it
+    /// already holds one.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// First HTTP API port (node i listens on BASE+i; its p2p port is BASE+100+i).
+    #[arg(long, default_value_t = 7600)]
+    pub base_port: u16,
+    /// Chain id of a new network.
+    #[arg(long, default_value = "flock-testnet")]
+    pub chain_id: String,
+    /// Write the network's files and exit without starting it.
+    #[arg(long)]
+    pub init_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -406,6 +431,26 @@ pub(crate) struct NodeArgs {
     pub max_artifact_bytes: u64,
     #[command(flatten)]
     pub serve: ServeArgs,
+    #[command(flatten)]
+    pub bft: BftArgs,
+}
+
+/// Validator mode: blocks ordered by BFT consensus (needs the `bft` build feature).
+#[derive(Debug, Args)]
+pub(crate) struct BftArgs {
+    /// Run as a validator of a BFT committee instead of a solo sequencer.
+    #[arg(long = "bft", requires_all = ["validator_key", "committee", "peers"])]
+    pub enabled: bool,
+    /// This validator's key file (identity key and threshold share).
+    #[arg(long)]
+    pub validator_key: Option<PathBuf>,
+    /// The committee file (validators' keys and the group's public polynomial).
+    #[arg(long)]
+    pub committee: Option<PathBuf>,
+    /// Every validator's p2p address, comma-separated, in committee order (this validator
+    /// listens on its own).
+    #[arg(long, value_delimiter = ',')]
+    pub peers: Vec<SocketAddr>,
 }
 
 /// Serving marketplace listings on the node's API (`flock-serve`).

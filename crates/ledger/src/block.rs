@@ -19,7 +19,35 @@ pub enum SeedProof {
         proof: VrfProof,
     },
     /// A threshold signature from the consensus engine (multi-machine mode).
-    Threshold(Vec<u8>),
+    Threshold {
+        /// The engine's encoded seed (round and threshold signature; empty for the first block).
+        #[serde(with = "hex_bytes")]
+        signature: Vec<u8>,
+    },
+}
+
+/// Bytes as a hex string in JSON.
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let mut out = String::with_capacity(v.len() * 2);
+        for b in v {
+            out.push_str(&format!("{b:02x}"));
+        }
+        s.serialize_str(&out)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.len() % 2 != 0 || !s.is_ascii() {
+            return Err(serde::de::Error::custom("odd-length or non-ascii hex"));
+        }
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(serde::de::Error::custom))
+            .collect()
+    }
 }
 
 /// A block header. Execution is deferred: the header carries the state root *after the parent*,

@@ -205,7 +205,7 @@ impl Chain {
             }
             (SeedProof::None, _) => Err(bad("missing seed proof".into())),
             // Threshold seeds are verified by the consensus engine before finalization.
-            (SeedProof::Threshold(_), _) => Ok(()),
+            (SeedProof::Threshold { .. }, _) => Ok(()),
         }
     }
 

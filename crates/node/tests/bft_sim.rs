@@ -184,7 +184,7 @@ fn run_with(
                     (1..=blocks)
                         .filter(|h| {
                             let b = c.block(Height(*h)).unwrap().unwrap();
-                            matches!(b.header.seed_proof, SeedProof::Threshold(ref p) if !p.is_empty())
+                            matches!(b.header.seed_proof, SeedProof::Threshold { signature: ref p } if !p.is_empty())
                         })
                         .count() as u64
                 })

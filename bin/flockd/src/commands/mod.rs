@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 mod agent;
+#[cfg(feature = "bft")]
+mod bft;
 mod devnet;
 mod genesis;
 mod keys;
@@ -27,6 +29,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(a) => agent::run(a).await,
         Command::Model(m) => agent::model(m, json).await,
         Command::Market(m) => market::run(m, json).await,
+        #[cfg(feature = "bft")]
+        Command::Testnet(a) => bft::testnet(a).await,
     }
 }
 

@@ -12,6 +12,12 @@ pub(crate) async fn run(a: NodeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading genesis {}", a.genesis.display()))?;
     let genesis = Genesis::from_json(&text).map_err(anyhow::Error::msg)?;
     genesis.validate()?;
+    if a.bft.enabled {
+        #[cfg(feature = "bft")]
+        return super::bft::node(a, genesis).await;
+        #[cfg(not(feature = "bft"))]
+        bail!("--bft: this flockd was built without the `bft` feature (cargo build -p flockd --features bft)");
+    }
     let key_path = a.sequencer_key.clone().unwrap_or_else(|| a.data.data_dir.join("sequencer.key"));
     let sequencer = Some(SequencerKey::load(&key_path)?);
     let extension = serve_extension(&a.serve, &a.data.data_dir)?;

@@ -247,6 +247,7 @@ where
                 }
             }
             Message::Finalized { view, payload, seed } => {
+                tracing::debug!(view = view.get(), "finalization reported");
                 if let Some(seed) = seed {
                     self.seeds.insert(view.get(), seed);
                 }
@@ -272,6 +273,18 @@ where
             Wire::Block(b) => {
                 let hash = b.hash();
                 let tip = self.node.tip();
+                if b.header.height <= tip.height && self.requested.remove(&hash).is_some() {
+                    // A block we asked for that is already in our store: a finalization
+                    // replayed from the engine's journal after a restart (applied in our
+                    // previous life). Remember it as committed so it is skipped.
+                    let height = b.header.height;
+                    let stored =
+                        self.node.with_chain(|c| c.store().block_hash(height).ok().flatten());
+                    if stored == Some(hash) {
+                        self.committed.insert(hash, height);
+                    }
+                    return;
+                }
                 if b.header.height > tip.height
                     && self.blocks.len() < MAX_PENDING_BLOCKS
                     && !self.blocks.contains_key(&hash)
@@ -281,6 +294,7 @@ where
                 }
             }
             Wire::Request(hash) => {
+                tracing::debug!(%hash, "block request from a peer");
                 let block = match self.blocks.get(&hash) {
                     Some(b) => Some(b.clone()),
                     None => match self.committed.get(&hash) {
@@ -304,6 +318,7 @@ where
             }
         }
         self.requested.insert(hash, now);
+        tracing::debug!(%hash, "block requested from peers");
         let msg = codec::encode(&Wire::Request(hash));
         let _ = self.sender.send(Recipients::All, msg, false);
     }
@@ -392,11 +407,11 @@ where
     /// The header seed and its proof for a block whose parent is at `parent_view`.
     fn seed_for(&self, chain_id: &str, parent_view: View) -> Option<(Hash, SeedProof)> {
         if parent_view.is_zero() {
-            return Some((genesis_seed(chain_id), SeedProof::Threshold(Vec::new())));
+            return Some((genesis_seed(chain_id), SeedProof::Threshold { signature: Vec::new() }));
         }
         let seed = self.seeds.get(&parent_view.get())?;
         let bytes = seed.encode().to_vec();
-        Some((seed_hash(&bytes), SeedProof::Threshold(bytes)))
+        Some((seed_hash(&bytes), SeedProof::Threshold { signature: bytes }))
     }
 
     fn serve_proposes(&mut self) {
@@ -487,12 +502,12 @@ where
         }
         // The seed: the engine's VRF for the parent's view.
         match &h.seed_proof {
-            SeedProof::Threshold(bytes) if ctx.parent.0.is_zero() => {
+            SeedProof::Threshold { signature: bytes } if ctx.parent.0.is_zero() => {
                 if !bytes.is_empty() || h.seed != genesis_seed(&h.chain_id) {
                     return Some(Err("first block must carry the genesis seed".into()));
                 }
             }
-            SeedProof::Threshold(bytes) => {
+            SeedProof::Threshold { signature: bytes } => {
                 let Ok(seed) = Seed::decode(commonware_codec::Copying(bytes.as_slice())) else {
                     return Some(Err("seed proof does not decode".into()));
                 };

@@ -24,8 +24,10 @@
 //!   peers for it by hash.
 
 mod app;
+mod net;
 
 pub use app::{Application, Mailbox};
+pub use net::{deal_files, run_validator, CommitteeFile, ValidatorKeyFile, ValidatorProcess};
 
 use commonware_consensus::simplex::scheme::bls12381_threshold::vrf;
 use commonware_cryptography::bls12381::primitives::variant::MinSig;
@@ -229,6 +231,10 @@ pub struct Committee {
     pub participants: Vec<ValidatorKey>,
     /// Each validator's signing scheme (its share of the group key), in committee order.
     pub schemes: Vec<Scheme>,
+    /// The group's public polynomial (its constant term is the group key).
+    pub polynomial: commonware_cryptography::bls12381::primitives::sharing::Sharing<MinSig>,
+    /// Each validator's secret share, in committee order.
+    pub shares: Vec<commonware_cryptography::bls12381::primitives::group::Share>,
 }
 
 impl std::fmt::Debug for Committee {
@@ -260,13 +266,16 @@ pub fn deal_committee(
     let (output, shares) = deal::<MinSig, _, N3f1>(&mut rng, Mode::NonZeroCounter, set.clone())
         .expect("dealing to a non-empty committee");
     let polynomial = output.public().clone();
-    let schemes = participants
+    let shares: Vec<_> = participants
         .iter()
-        .map(|pk| {
-            let share = shares.get_value(pk).expect("a share per participant").clone();
-            Scheme::signer(namespace, set.clone(), polynomial.clone(), share)
+        .map(|pk| shares.get_value(pk).expect("a share per participant").clone())
+        .collect();
+    let schemes = shares
+        .iter()
+        .map(|share| {
+            Scheme::signer(namespace, set.clone(), polynomial.clone(), share.clone())
                 .expect("the share matches the polynomial")
         })
         .collect();
-    Committee { keys, participants, schemes }
+    Committee { keys, participants, schemes, polynomial, shares }
 }

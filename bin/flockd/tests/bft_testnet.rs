@@ -1,0 +1,242 @@
+//! Four `flockd node --bft` processes on loopback (files from `flockd testnet --init-only`):
+//! transactions sent to different nodes all land on every node; a validator killed with
+//! SIGKILL does not stop the other three; restarted, it catches up to the same chain.
+#![cfg(feature = "bft")]
+#![allow(missing_docs, clippy::disallowed_methods)]
+
+use flock_ledger::{Genesis, SignedTx, Transaction, TxKind};
+use flock_primitives::{Amount, Hash, Keypair};
+use serde_json::Value;
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const N: usize = 4;
+
+fn flockd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_flockd"))
+}
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let ls: Vec<_> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+struct Net {
+    dir: PathBuf,
+    api: Vec<u16>,
+    p2p: Vec<u16>,
+    procs: Vec<Option<Child>>,
+}
+
+impl Net {
+    fn url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.api[i])
+    }
+
+    fn start(&mut self, i: usize) {
+        let d = self.dir.join(format!("node-{i}"));
+        let peers =
+            self.p2p.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join("node.log")).unwrap();
+        let child = flockd()
+            .arg("node")
+            .arg("--bft")
+            .arg("--data-dir")
+            .arg(&d)
+            .arg("--genesis")
+            .arg(self.dir.join("genesis.json"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.api[i]))
+            .arg("--validator-key")
+            .arg(d.join("validator.key"))
+            .arg("--committee")
+            .arg(self.dir.join("committee.json"))
+            .arg("--peers")
+            .arg(&peers)
+            .env("FLOCK_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn flockd");
+        self.procs[i] = Some(child);
+    }
+
+    fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.procs[i].take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for i in 0..self.procs.len() {
+            self.kill9(i);
+        }
+    }
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap()
+}
+
+fn get(c: &reqwest::blocking::Client, url: &str) -> Option<Value> {
+    let r = c.get(url).send().ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().ok()
+}
+
+fn height(c: &reqwest::blocking::Client, url: &str) -> Option<u64> {
+    get(c, &format!("{url}/v1/status"))?["height"].as_u64()
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn submit(c: &reqwest::blocking::Client, url: &str, tx: &SignedTx) -> Hash {
+    let r = c
+        .post(format!("{url}/v1/txs"))
+        .header("content-type", "application/octet-stream")
+        .body(tx.encode())
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "submit to {url}: {}", r.status());
+    tx.hash()
+}
+
+fn committed(c: &reqwest::blocking::Client, url: &str, h: &Hash) -> bool {
+    get(c, &format!("{url}/v1/txs/{h}")).is_some_and(|v| v["status"] == "committed")
+}
+
+/// Blocks 1..=h are identical on these nodes (so are the state roots: each header carries its
+/// parent's).
+fn assert_same_chain(c: &reqwest::blocking::Client, net: &Net, nodes: &[usize], h: u64) {
+    for height in 1..=h {
+        let blocks: Vec<Value> = nodes
+            .iter()
+            .map(|&i| {
+                let url = format!("{}/v1/blocks/{height}", net.url(i));
+                let r = c.get(&url).send().unwrap_or_else(|e| panic!("{url}: {e}"));
+                let status = r.status();
+                let body = r.text().unwrap_or_default();
+                assert!(status.is_success(), "{url}: {status} {body}");
+                serde_json::from_str(&body).unwrap()
+            })
+            .collect();
+        for (k, b) in blocks.iter().enumerate() {
+            assert_eq!(b, &blocks[0], "node {} differs at height {height}", nodes[k]);
+        }
+    }
+}
+
+fn transfers(chain_id: &str, from: &[Keypair], nonce: u64) -> Vec<SignedTx> {
+    from.iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let to = from[(i + 1) % from.len()].address();
+            Transaction {
+                chain_id: chain_id.into(),
+                signer: k.public(),
+                nonce,
+                kind: TxKind::Transfer { to, amount: Amount::flock(1) },
+            }
+            .sign(k)
+        })
+        .collect()
+}
+
+fn init(dir: &Path) -> Genesis {
+    let out = flockd()
+        .args(["testnet", "--nodes", "4", "--init-only", "--dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Genesis::from_json(&std::fs::read_to_string(dir.join("genesis.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn four_processes_finalize_survive_a_kill_and_catch_up() {
+    let t0 = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let genesis = init(&dir);
+    let ports = free_ports(2 * N);
+    let mut net = Net {
+        dir,
+        api: ports[..N].to_vec(),
+        p2p: ports[N..].to_vec(),
+        procs: (0..N).map(|_| None).collect(),
+    };
+    for i in 0..N {
+        net.start(i);
+    }
+    let c = http();
+    wait_until("all four finalize blocks", 60, || {
+        (0..N).all(|i| height(&c, &net.url(i)).is_some_and(|h| h >= 2))
+    });
+    eprintln!("4 validators finalizing after {:?}", t0.elapsed());
+
+    // Transactions sent to different nodes all land, on every node.
+    let keys: Vec<Keypair> = (0..8).map(|i| Keypair::dev(&format!("testnet-{i}"))).collect();
+    let mut hashes = Vec::new();
+    for round in 0..2 {
+        for (j, tx) in transfers(&genesis.chain_id, &keys, round).iter().enumerate() {
+            // Sender j's transactions always go to the same node (nonce order in its mempool).
+            hashes.push(submit(&c, &net.url(j % N), tx));
+        }
+        // The second round only after the first landed (a node's mempool holds a sender's
+        // next nonce only; other nodes may propose first).
+        wait_until("the round's transfers land everywhere", 60, || {
+            (0..N).all(|i| hashes.iter().all(|h| committed(&c, &net.url(i), h)))
+        });
+    }
+    let h = (0..N).map(|i| height(&c, &net.url(i)).unwrap()).min().unwrap();
+    assert_same_chain(&c, &net, &[0, 1, 2, 3], h);
+    eprintln!("16 transfers landed on all 4 nodes; chains equal to height {h} ({:?})", t0.elapsed());
+
+    // kill -9 one validator: the other three keep finalizing and take transactions.
+    net.kill9(3);
+    let at_kill = (0..3).map(|i| height(&c, &net.url(i)).unwrap()).max().unwrap();
+    let more: Vec<Hash> = transfers(&genesis.chain_id, &keys, 2)
+        .iter()
+        .enumerate()
+        .map(|(j, tx)| submit(&c, &net.url(j % 3), tx))
+        .collect();
+    wait_until("three validators keep finalizing", 60, || {
+        (0..3).all(|i| {
+            height(&c, &net.url(i)).is_some_and(|h| h >= at_kill + 5)
+                && more.iter().all(|h| committed(&c, &net.url(i), h))
+        })
+    });
+    let h3 = (0..3).map(|i| height(&c, &net.url(i)).unwrap()).min().unwrap();
+    assert_same_chain(&c, &net, &[0, 1, 2], h3);
+    eprintln!("node 3 killed at height {at_kill}; the rest reached {h3} with 8 more transfers ({:?})", t0.elapsed());
+
+    // Restarted from its store, it catches up to the others' chain.
+    net.start(3);
+    wait_until("the restarted validator catches up", 90, || {
+        height(&c, &net.url(3)).is_some_and(|h| h >= h3)
+    });
+    assert_same_chain(&c, &net, &[0, 1, 2, 3], h3);
+    assert!(more.iter().all(|h| committed(&c, &net.url(3), h)));
+    // And it takes part again: the chain goes on with all four.
+    let target = h3 + 8;
+    wait_until("all four finalize after the restart", 60, || {
+        (0..N).all(|i| height(&c, &net.url(i)).is_some_and(|h| h >= target))
+    });
+    assert_same_chain(&c, &net, &[0, 1, 2, 3], target);
+    eprintln!("node 3 restarted and caught up to {h3}, all four at {target} ({:?})", t0.elapsed());
+}
