@@ -240,3 +240,142 @@ fn four_processes_finalize_survive_a_kill_and_catch_up() {
     assert_same_chain(&c, &net, &[0, 1, 2, 3], target);
     eprintln!("node 3 restarted and caught up to {h3}, all four at {target} ({:?})", t0.elapsed());
 }
+
+/// Submits `per_sender` transfers from each key (sender j to `urls[j % len]`, one thread per
+/// sender) and waits until all are committed on `urls[0]`; returns the seconds taken.
+fn load(chain_id: &str, urls: &[String], keys: &[Keypair], first_nonce: u64, per_sender: u64) -> f64 {
+    let txs: Vec<Vec<SignedTx>> = (0..per_sender)
+        .map(|k| transfers(chain_id, keys, first_nonce + k))
+        .collect();
+    let by_sender: Vec<Vec<SignedTx>> =
+        (0..keys.len()).map(|j| txs.iter().map(|round| round[j].clone()).collect()).collect();
+    let last: Vec<Hash> = by_sender.iter().map(|t| t.last().unwrap().hash()).collect();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for (j, txs) in by_sender.iter().enumerate() {
+            let url = urls[j % urls.len()].clone();
+            s.spawn(move || {
+                let c = http();
+                for tx in txs {
+                    submit(&c, &url, tx);
+                }
+            });
+        }
+    });
+    let c = http();
+    wait_until("the load lands", 300, || last.iter().all(|h| committed(&c, &urls[0], h)));
+    t.elapsed().as_secs_f64()
+}
+
+/// Finality latency: one transfer at a time, submit to commit (seen by the node it was sent to).
+fn latencies(chain_id: &str, url: &str, key: &Keypair, first_nonce: u64, n: u64) -> Vec<f64> {
+    let c = http();
+    let mut out = Vec::new();
+    for k in 0..n {
+        let tx = transfers(chain_id, std::slice::from_ref(key), first_nonce + k).remove(0);
+        let t = Instant::now();
+        let h = submit(&c, url, &tx);
+        while !committed(&c, url, &h) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        out.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+/// Benchmark (ignored by default): finalized transfers per second and finality latency, four
+/// BFT validator processes on loopback next to the solo sequencer (100 ms blocks) on the same
+/// machine. Both fsync every block. Run:
+/// `cargo test -p flockd --features bft --test bft_testnet -- --ignored --nocapture bench`
+#[test]
+#[ignore = "benchmark"]
+fn bench_bft_vs_solo() {
+    let per_sender: u64 =
+        std::env::var("FLOCK_BENCH_TXS").ok().and_then(|v| v.parse().ok()).unwrap_or(250);
+    let lat_n = 30;
+    let keys: Vec<Keypair> = (0..8).map(|i| Keypair::dev(&format!("testnet-{i}"))).collect();
+    let total = per_sender * keys.len() as u64;
+    let mut rows = Vec::new();
+
+    // Four BFT validators.
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("net");
+        let genesis = init(&dir);
+        let ports = free_ports(2 * N);
+        let mut net = Net {
+            dir,
+            api: ports[..N].to_vec(),
+            p2p: ports[N..].to_vec(),
+            procs: (0..N).map(|_| None).collect(),
+        };
+        for i in 0..N {
+            net.start(i);
+        }
+        let c = http();
+        wait_until("finalizing", 60, || (0..N).all(|i| height(&c, &net.url(i)).is_some_and(|h| h >= 2)));
+        let urls: Vec<String> = (0..N).map(|i| net.url(i)).collect();
+        let h0 = height(&c, &urls[0]).unwrap();
+        let secs = load(&genesis.chain_id, &urls, &keys, 0, per_sender);
+        let blocks = height(&c, &urls[0]).unwrap() - h0;
+        let lat = latencies(&genesis.chain_id, &urls[0], &keys[0], per_sender, lat_n);
+        rows.push(("bft, 4 validators (loopback processes)", secs, blocks, lat));
+    }
+    // The solo sequencer.
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let seq = flock_node::SequencerKey::from_seed([42; 32]);
+        seq.save(&dir.join("sequencer.key")).unwrap();
+        let genesis = Genesis {
+            chain_id: "flock-bench".into(),
+            genesis_time_ms: 1_700_000_000_000,
+            params: flock_ledger::Params::default(),
+            allocations: keys
+                .iter()
+                .map(|k| flock_ledger::Allocation { address: k.address(), amount: Amount::flock(1_000_000) })
+                .collect(),
+            targets: vec![],
+            sequencer: Some(seq.genesis_entry()),
+        };
+        std::fs::write(dir.join("genesis.json"), serde_json::to_string(&genesis).unwrap()).unwrap();
+        let port = free_ports(1)[0];
+        let log = std::fs::File::create(dir.join("node.log")).unwrap();
+        let mut child = flockd()
+            .args(["node", "--block-interval-ms", "100", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--genesis")
+            .arg(dir.join("genesis.json"))
+            .env("FLOCK_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let c = http();
+        wait_until("solo node up", 60, || height(&c, &url).is_some());
+        let h0 = height(&c, &url).unwrap();
+        let secs = load(&genesis.chain_id, std::slice::from_ref(&url), &keys, 0, per_sender);
+        let blocks = height(&c, &url).unwrap() - h0;
+        let lat = latencies(&genesis.chain_id, &url, &keys[0], per_sender, lat_n);
+        let _ = child.kill();
+        let _ = child.wait();
+        rows.push(("solo sequencer, 100 ms blocks", secs, blocks, lat));
+    }
+
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    println!("\n{total} transfers from 8 senders over HTTP ({profile} build), then {lat_n} single transfers for latency");
+    println!("{:<40} {:>10} {:>8} {:>8} {:>14} {:>14} {:>12}", "mode", "tx/s", "secs", "blocks", "latency p50 ms", "latency p90 ms", "max ms");
+    for (mode, secs, blocks, lat) in rows {
+        let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
+        println!(
+            "{mode:<40} {:>10.0} {secs:>8.2} {blocks:>8} {:>14.1} {:>14.1} {:>12.1}",
+            total as f64 / secs,
+            p(0.5),
+            p(0.9),
+            lat[lat.len() - 1]
+        );
+    }
+}

@@ -126,7 +126,7 @@ fn spawn_node(a: &TestnetArgs, i: u32) -> anyhow::Result<Child> {
 }
 
 /// `flockd testnet`: deals a committee (first run), then runs one validator process per node
-/// until Ctrl-C.
+/// until Ctrl-C or SIGTERM (which stop the validators too).
 pub(crate) async fn testnet(a: TestnetArgs) -> anyhow::Result<()> {
     if u32::from(a.base_port) + 100 + a.nodes > u32::from(u16::MAX) {
         bail!("--base-port too high for {} nodes", a.nodes);
@@ -160,9 +160,23 @@ pub(crate) async fn testnet(a: TestnetArgs) -> anyhow::Result<()> {
         a.dir.display()
     );
     let mut check = tokio::time::interval(Duration::from_secs(1));
+    let term = async {
+        #[cfg(unix)]
+        {
+            if let Ok(mut s) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
+                s.recv().await;
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::pin!(term);
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = &mut term => break,
             _ = check.tick() => {
                 for (i, c) in children.iter_mut().enumerate() {
                     if let Ok(Some(status)) = c.try_wait() {
