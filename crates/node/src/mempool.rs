@@ -148,6 +148,24 @@ impl Mempool {
         out
     }
 
+    /// Puts taken transactions back at the front of the queue, in order (a proposed block that
+    /// did not commit). The pending state is not updated: call [`Mempool::reset`] next, which
+    /// re-admits everything in order and drops what no longer applies.
+    pub fn restore(&mut self, txs: Vec<SignedTx>) {
+        for tx in txs.into_iter().rev() {
+            let hash = tx.hash();
+            if self.hashes.contains(&hash) {
+                continue;
+            }
+            let size = tx.encode().len();
+            let sender = tx.tx.sender();
+            self.hashes.insert(hash);
+            *self.per_sender.entry(sender).or_default() += 1;
+            self.bytes += size;
+            self.queue.push_front((hash, tx, size));
+        }
+    }
+
     /// Rebuilds the pending state after a commit; returns how many waiting transactions no
     /// longer apply and were dropped.
     pub fn reset(&mut self, committed: &Ledger) -> usize {

@@ -149,6 +149,8 @@ pub struct Application<E, S, R> {
     pub(crate) rejections: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
     /// Fault injection (tests): how this proposer spoils its blocks.
     pub(crate) byzantine: Option<super::Byzantine>,
+    /// See [`super::EngineSettings::empty_block_delay`].
+    pub(crate) empty_block_delay: Duration,
 }
 
 impl<E, S, R> Application<E, S, R>
@@ -191,6 +193,7 @@ where
             faults: 0,
             rejections: None,
             byzantine: None,
+            empty_block_delay: Duration::ZERO,
         };
         (app, Mailbox { sender: tx })
     }
@@ -362,6 +365,20 @@ where
             }
             for h in path.into_iter().rev() {
                 let Some(block) = self.blocks.remove(&h) else { return };
+                // Our own proposal for this height lost: its transactions go back to the front
+                // of the mempool before the commit re-bases it (so their successors, admitted
+                // on top of them, are not dropped as nonce gaps).
+                let height = block.header.height;
+                let lost: Vec<_> = self
+                    .own
+                    .iter()
+                    .filter(|b| b.header.height == height && b.hash() != h)
+                    .flat_map(|b| b.txs.iter().cloned())
+                    .collect();
+                self.own.retain(|b| b.header.height != height);
+                if !lost.is_empty() {
+                    self.node.with_mempool(|mp| mp.restore(lost));
+                }
                 match self.node.apply_finalized(&block) {
                     Ok(c) => {
                         self.committed.insert(h, c.info.height);
@@ -380,21 +397,12 @@ where
         }
     }
 
-    /// Drops what the new tip made stale; returns lost proposals' transactions to the mempool.
+    /// Drops what the new tip made stale.
     fn after_commit(&mut self) {
         let tip = self.node.tip();
         self.blocks.retain(|_, b| b.header.height > tip.height);
-        let (done, keep): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.own).into_iter().partition(|b| b.header.height <= tip.height);
-        self.own = keep;
-        for b in done {
-            if self.committed.contains_key(&b.hash()) {
-                continue;
-            }
-            for tx in b.txs {
-                let _ = self.node.submit(tx);
-            }
-        }
+        // (Own proposals at committed heights were settled in `apply_finalized`.)
+        self.own.retain(|b| b.header.height > tip.height);
         // Seeds are read for parents only: keep a window.
         if let Some((&last, _)) = self.seeds.iter().next_back() {
             self.seeds = self.seeds.split_off(&last.saturating_sub(1_000));
@@ -433,6 +441,14 @@ where
                 self.proposes.push((ctx, response));
                 continue;
             };
+            let delay = self.empty_block_delay.as_millis() as u64;
+            if delay > 0
+                && self.now_ms() < tip.time_ms.saturating_add(delay)
+                && self.node.with_mempool(|mp| mp.len()) == 0
+            {
+                self.proposes.push((ctx, response));
+                continue;
+            }
             let txs = self.node.with_mempool(|mp| mp.take(tip.max_block_txs));
             let header = Header {
                 chain_id: tip.chain_id.clone(),

@@ -108,6 +108,10 @@ pub struct EngineSettings {
     pub certification_timeout: std::time::Duration,
     /// How often to rebroadcast a nullify vote.
     pub timeout_retry: std::time::Duration,
+    /// With an empty mempool, a leader waits this long after its parent's block time before it
+    /// proposes (an empty block); a transaction arriving meanwhile is proposed at once. Keep
+    /// it well under `leader_timeout`. Zero: propose at once.
+    pub empty_block_delay: std::time::Duration,
     /// Where to record why this validator rejected a proposal (none: logged only).
     pub rejections: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
     /// Fault injection for tests: this validator proposes invalid blocks.
@@ -134,6 +138,7 @@ impl EngineSettings {
             leader_timeout: std::time::Duration::from_secs(1),
             certification_timeout: std::time::Duration::from_secs(2),
             timeout_retry: std::time::Duration::from_secs(5),
+            empty_block_delay: std::time::Duration::ZERO,
             rejections: None,
             byzantine: None,
         }
@@ -184,6 +189,7 @@ where
         Application::new(context.child("application"), node, scheme.clone(), epoch, me, blocks);
     app.rejections = settings.rejections.clone();
     app.byzantine = settings.byzantine;
+    app.empty_block_delay = settings.empty_block_delay;
     let app = app.start();
     let nz = |n: usize| NonZeroUsize::new(n).expect("nonzero");
     let cfg = Config {

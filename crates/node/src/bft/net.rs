@@ -285,6 +285,9 @@ pub fn run_validator(cfg: ValidatorProcess) -> anyhow::Result<()> {
         network.start();
         let mut settings = EngineSettings::new(format!("flock-simplex-{index}"));
         settings.leader_timeout = Duration::from_secs(1);
+        // No empty-block delay: transactions are not gossiped between validators yet, so a
+        // transaction waits for its node's turn to lead, and a delay per empty view would add
+        // up (500 ms measured 1.6 s median finality instead of 0.1 s).
         start_validator(context.child("validator"), node.clone(), scheme, me, oracle, settings, channels);
         tracing::info!(%addr, p2p = %listen, index, "validator running");
         println!("flockd node --bft: validator {index} API at http://{addr} p2p {listen} (height {})", node.tip().height);
