@@ -30,6 +30,8 @@ const TICK: Duration = Duration::from_millis(50);
 const REQUEST_RETRY: Duration = Duration::from_millis(500);
 /// Unfinalized blocks held at most (a peer cannot make a node hold more).
 const MAX_PENDING_BLOCKS: usize = 4_096;
+/// Stored blocks indexed by hash at startup (served to peers that catch up).
+const MAX_INDEXED_BLOCKS: u64 = 200_000;
 /// Largest block message accepted from a peer.
 const MAX_BLOCK_BYTES: usize = 64 << 20;
 
@@ -170,8 +172,15 @@ where
         (sender, receiver): (S, R),
     ) -> (Self, Mailbox) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut committed = HashMap::new();
+        // Index the stored chain (the most recent heights) so this node serves blocks it
+        // committed before a restart to peers catching up.
         let tip = node.tip();
+        let mut committed: HashMap<Hash, Height> = node.with_chain(|c| {
+            let from = tip.height.0.saturating_sub(MAX_INDEXED_BLOCKS).max(1);
+            (from..=tip.height.0)
+                .filter_map(|h| Some((c.store().block_hash(Height(h)).ok().flatten()?, Height(h))))
+                .collect()
+        });
         committed.insert(tip.block_hash, tip.height);
         let app = Self {
             context,
