@@ -32,6 +32,8 @@ const REQUEST_RETRY: Duration = Duration::from_millis(500);
 const MAX_PENDING_BLOCKS: usize = 4_096;
 /// Stored blocks indexed by hash at startup (served to peers that catch up).
 const MAX_INDEXED_BLOCKS: u64 = 200_000;
+/// Blocks held while catching up (each one asked for by hash on a finalized chain).
+const MAX_CATCH_UP_BLOCKS: usize = 1_000_000;
 /// Largest block message accepted from a peer.
 const MAX_BLOCK_BYTES: usize = 64 << 20;
 
@@ -153,6 +155,18 @@ pub struct Application<E, S, R> {
     pub(crate) byzantine: Option<super::Byzantine>,
     /// See [`super::EngineSettings::empty_block_delay`].
     pub(crate) empty_block_delay: Duration,
+    /// An unfinished walk from a finalized block back to the committed tip.
+    walk: Option<Walk>,
+}
+
+/// Where the walk from a finalized block back to the tip stopped for a missing block.
+struct Walk {
+    finalized: Hash,
+    tip: Hash,
+    /// Hashes from the finalized block down, all held in `blocks`.
+    path: Vec<Hash>,
+    /// The missing block (asked for).
+    next: Hash,
 }
 
 impl<E, S, R> Application<E, S, R>
@@ -203,6 +217,7 @@ where
             rejections: None,
             byzantine: None,
             empty_block_delay: Duration::ZERO,
+            walk: None,
         };
         (app, Mailbox { sender: tx })
     }
@@ -297,10 +312,14 @@ where
                     }
                     return;
                 }
-                if b.header.height > tip.height
-                    && self.blocks.len() < MAX_PENDING_BLOCKS
-                    && !self.blocks.contains_key(&hash)
-                {
+                // Unsolicited blocks are capped; blocks we asked for by hash (walking back from
+                // a finalized block while catching up) only by the larger catch-up bound.
+                let room = if self.requested.contains_key(&hash) {
+                    self.blocks.len() < MAX_CATCH_UP_BLOCKS
+                } else {
+                    self.blocks.len() < MAX_PENDING_BLOCKS
+                };
+                if b.header.height > tip.height && room && !self.blocks.contains_key(&hash) {
                     self.requested.remove(&hash);
                     self.blocks.insert(hash, *b);
                 }
@@ -353,8 +372,12 @@ where
                 continue;
             }
             let tip = self.node.tip();
-            let mut path = Vec::new();
-            let mut cur = hash;
+            // Resume an unfinished walk towards the tip (catching up walks back one fetched
+            // block at a time: restarting from the top each time would be quadratic).
+            let (mut path, mut cur) = match self.walk.take() {
+                Some(w) if w.finalized == hash && w.tip == tip.block_hash => (w.path, w.next),
+                _ => (Vec::new(), hash),
+            };
             while cur != tip.block_hash {
                 match self.blocks.get(&cur) {
                     Some(b) if b.header.height > tip.height => {
@@ -368,6 +391,7 @@ where
                     }
                     None => {
                         self.request(cur);
+                        self.walk = Some(Walk { finalized: hash, tip: tip.block_hash, path, next: cur });
                         return;
                     }
                 }
