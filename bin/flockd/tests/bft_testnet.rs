@@ -39,9 +39,9 @@ impl Net {
 
     fn start(&mut self, i: usize) {
         let d = self.dir.join(format!("node-{i}"));
-        let peers =
-            self.p2p.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join("node.log")).unwrap();
+        let peers = self.p2p.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(d.join("node.log")).unwrap();
         let child = flockd()
             .arg("node")
             .arg("--bft")
@@ -205,7 +205,10 @@ fn four_processes_finalize_survive_a_kill_and_catch_up() {
     }
     let h = (0..N).map(|i| height(&c, &net.url(i)).unwrap()).min().unwrap();
     assert_same_chain(&c, &net, &[0, 1, 2, 3], h);
-    eprintln!("16 transfers landed on all 4 nodes; chains equal to height {h} ({:?})", t0.elapsed());
+    eprintln!(
+        "16 transfers landed on all 4 nodes; chains equal to height {h} ({:?})",
+        t0.elapsed()
+    );
 
     // kill -9 one validator: the other three keep finalizing and take transactions.
     net.kill9(3);
@@ -223,7 +226,10 @@ fn four_processes_finalize_survive_a_kill_and_catch_up() {
     });
     let h3 = (0..3).map(|i| height(&c, &net.url(i)).unwrap()).min().unwrap();
     assert_same_chain(&c, &net, &[0, 1, 2], h3);
-    eprintln!("node 3 killed at height {at_kill}; the rest reached {h3} with 8 more transfers ({:?})", t0.elapsed());
+    eprintln!(
+        "node 3 killed at height {at_kill}; the rest reached {h3} with 8 more transfers ({:?})",
+        t0.elapsed()
+    );
 
     // Restarted from its store, it catches up to the others' chain.
     net.start(3);
@@ -243,10 +249,15 @@ fn four_processes_finalize_survive_a_kill_and_catch_up() {
 
 /// Submits `per_sender` transfers from each key (sender j to `urls[j % len]`, one thread per
 /// sender) and waits until all are committed on `urls[0]`; returns the seconds taken.
-fn load(chain_id: &str, urls: &[String], keys: &[Keypair], first_nonce: u64, per_sender: u64) -> f64 {
-    let txs: Vec<Vec<SignedTx>> = (0..per_sender)
-        .map(|k| transfers(chain_id, keys, first_nonce + k))
-        .collect();
+fn load(
+    chain_id: &str,
+    urls: &[String],
+    keys: &[Keypair],
+    first_nonce: u64,
+    per_sender: u64,
+) -> f64 {
+    let txs: Vec<Vec<SignedTx>> =
+        (0..per_sender).map(|k| transfers(chain_id, keys, first_nonce + k)).collect();
     let by_sender: Vec<Vec<SignedTx>> =
         (0..keys.len()).map(|j| txs.iter().map(|round| round[j].clone()).collect()).collect();
     let last: Vec<Hash> = by_sender.iter().map(|t| t.last().unwrap().hash()).collect();
@@ -314,7 +325,9 @@ fn bench_bft_vs_solo() {
             net.start(i);
         }
         let c = http();
-        wait_until("finalizing", 60, || (0..N).all(|i| height(&c, &net.url(i)).is_some_and(|h| h >= 2)));
+        wait_until("finalizing", 60, || {
+            (0..N).all(|i| height(&c, &net.url(i)).is_some_and(|h| h >= 2))
+        });
         let urls: Vec<String> = (0..N).map(|i| net.url(i)).collect();
         let h0 = height(&c, &urls[0]).unwrap();
         let secs = load(&genesis.chain_id, &urls, &keys, 0, per_sender);
@@ -334,7 +347,10 @@ fn bench_bft_vs_solo() {
             params: flock_ledger::Params::default(),
             allocations: keys
                 .iter()
-                .map(|k| flock_ledger::Allocation { address: k.address(), amount: Amount::flock(1_000_000) })
+                .map(|k| flock_ledger::Allocation {
+                    address: k.address(),
+                    amount: Amount::flock(1_000_000),
+                })
                 .collect(),
             targets: vec![],
             sequencer: Some(seq.genesis_entry()),
@@ -367,7 +383,10 @@ fn bench_bft_vs_solo() {
 
     let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
     println!("\n{total} transfers from 8 senders over HTTP ({profile} build), then {lat_n} single transfers for latency");
-    println!("{:<40} {:>10} {:>8} {:>8} {:>14} {:>14} {:>12}", "mode", "tx/s", "secs", "blocks", "latency p50 ms", "latency p90 ms", "max ms");
+    println!(
+        "{:<40} {:>10} {:>8} {:>8} {:>14} {:>14} {:>12}",
+        "mode", "tx/s", "secs", "blocks", "latency p50 ms", "latency p90 ms", "max ms"
+    );
     for (mode, secs, blocks, lat) in rows {
         let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
         println!(

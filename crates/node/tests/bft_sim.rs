@@ -313,7 +313,10 @@ fn byzantine_proposer_is_rejected(seed: u64, fault: bft::Byzantine, reason: &str
     // The honest validators' transfers landed; the byzantine one's never did (it only
     // proposed them in spoiled blocks, and they live only in its own mempool).
     assert_eq!(o.txs_landed, 15);
-    eprintln!("byzantine {fault:?}: rejections {:?}", o.rejections.iter().map(Vec::len).collect::<Vec<_>>());
+    eprintln!(
+        "byzantine {fault:?}: rejections {:?}",
+        o.rejections.iter().map(Vec::len).collect::<Vec<_>>()
+    );
 }
 
 #[test]

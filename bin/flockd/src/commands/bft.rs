@@ -56,7 +56,12 @@ fn init(a: &TestnetArgs) -> anyhow::Result<()> {
     if dir.join("committee.json").exists() {
         let c = CommitteeFile::load(&dir.join("committee.json"))?;
         if c.validators.len() != a.nodes as usize {
-            bail!("{} holds a network of {} validators, not {}", dir.display(), c.validators.len(), a.nodes);
+            bail!(
+                "{} holds a network of {} validators, not {}",
+                dir.display(),
+                c.validators.len(),
+                a.nodes
+            );
         }
         return Ok(());
     }

@@ -391,7 +391,8 @@ where
                     }
                     None => {
                         self.request(cur);
-                        self.walk = Some(Walk { finalized: hash, tip: tip.block_hash, path, next: cur });
+                        self.walk =
+                            Some(Walk { finalized: hash, tip: tip.block_hash, path, next: cur });
                         return;
                     }
                 }

@@ -5,13 +5,7 @@ use super::{
     deal_committee, namespace, start_validator, Committee, EngineSettings, Scheme, ValidatorKey,
     BLOCK_CHANNEL, CERTIFICATE_CHANNEL, RESOLVER_CHANNEL, VOTE_CHANNEL,
 };
-use crate::{
-    api,
-    artifacts::ArtifactStore,
-    chain::Chain,
-    mempool::MempoolLimits,
-    node::Node,
-};
+use crate::{api, artifacts::ArtifactStore, chain::Chain, mempool::MempoolLimits, node::Node};
 use anyhow::{bail, Context as _};
 use commonware_codec::{Decode as _, Encode};
 use commonware_cryptography::{
@@ -288,9 +282,20 @@ pub fn run_validator(cfg: ValidatorProcess) -> anyhow::Result<()> {
         // No empty-block delay: transactions are not gossiped between validators yet, so a
         // transaction waits for its node's turn to lead, and a delay per empty view would add
         // up (500 ms measured 1.6 s median finality instead of 0.1 s).
-        start_validator(context.child("validator"), node.clone(), scheme, me, oracle, settings, channels);
+        start_validator(
+            context.child("validator"),
+            node.clone(),
+            scheme,
+            me,
+            oracle,
+            settings,
+            channels,
+        );
         tracing::info!(%addr, p2p = %listen, index, "validator running");
-        println!("flockd node --bft: validator {index} API at http://{addr} p2p {listen} (height {})", node.tip().height);
+        println!(
+            "flockd node --bft: validator {index} API at http://{addr} p2p {listen} (height {})",
+            node.tip().height
+        );
         if let Some(f) = on_ready {
             f(addr);
         }
