@@ -429,6 +429,10 @@ pub(crate) struct NodeArgs {
     /// Largest artifact (model, update, dataset) the node stores, in bytes.
     #[arg(long, default_value_t = flock_node::server::DEFAULT_MAX_ARTIFACT_BYTES)]
     pub max_artifact_bytes: u64,
+    /// Other nodes' API base URLs, comma-separated: an artifact this node misses is fetched
+    /// from the first that has it (verified against its hash, resumed with range requests).
+    #[arg(long, value_delimiter = ',')]
+    pub artifact_peers: Vec<String>,
     #[command(flatten)]
     pub serve: ServeArgs,
     #[command(flatten)]

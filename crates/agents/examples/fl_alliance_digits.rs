@@ -89,6 +89,7 @@ async fn main() -> Res<()> {
         mempool: MempoolLimits::default(),
         fsync: false,
         max_artifact_bytes: 16 << 20,
+        artifact_peers: vec![],
     })
     .await?;
     let url = node.url();

@@ -98,6 +98,32 @@ impl Artifacts {
         std::fs::write(&cached, &bytes)?;
         Ok(bytes)
     }
+
+    /// Downloads `hash` from the first of the nodes at `bases` that delivers it intact (this
+    /// client's cache first); each node is tried as [`Artifacts::download`] does.
+    pub async fn download_from_any(
+        &self,
+        bases: &[impl AsRef<str>],
+        hash: &Hash,
+    ) -> Result<Vec<u8>, AgentError> {
+        let mut last = AgentError::Missing(*hash);
+        for base in bases {
+            let one = Self {
+                base: base.as_ref().trim_end_matches('/').to_owned(),
+                http: self.http.clone(),
+                cache: self.cache.clone(),
+            };
+            match one.download(hash).await {
+                Ok(b) => return Ok(b),
+                Err(AgentError::Missing(_)) => {}
+                Err(e) => {
+                    tracing::warn!(%hash, node = %one.base, error = %e, "download failed, trying the next node");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
 }
 
 /// A bundle: several named files shipped as one artifact (a JSON manifest of file hashes).

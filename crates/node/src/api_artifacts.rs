@@ -1,7 +1,10 @@
 //! `PUT/GET /v1/artifacts/{hash}`: streamed, size-limited, verified, with range requests.
+//! A `GET` of a blob this node misses is fetched from its artifact peers (if it has any)
+//! unless the request carries `x-flock-no-peer-fetch: 1`.
 
 use crate::{
     api::{parse_hash, ApiError, AppState},
+    artifact_peers::{fetch_from_peers, PeerFetch, NO_PEER_FETCH},
     artifacts::{parse_range, ArtifactError},
 };
 use axum::{
@@ -90,7 +93,28 @@ async fn get_artifact(
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found(format!("artifact {hash} is not stored here")))
+            // A peer asking on behalf of its own client gets this store's answer only.
+            let from_peer = headers.get(NO_PEER_FETCH).is_some_and(|v| v.as_bytes() == b"1");
+            if from_peer || store.peers().is_empty() {
+                return Err(ApiError::not_found(format!("artifact {hash} is not stored here")));
+            }
+            match fetch_from_peers(&store, &hash).await {
+                PeerFetch::Stored => {}
+                PeerFetch::NotFound => {
+                    return Err(ApiError::not_found(format!(
+                        "artifact {hash} is not stored here nor on any of {} peers",
+                        store.peers().len()
+                    )))
+                }
+                PeerFetch::Failed(why) => return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "peer_fetch_failed",
+                    format!(
+                        "artifact {hash} is not stored here and no peer delivered it intact: {why}"
+                    ),
+                )),
+            }
+            tokio::fs::File::open(&path).await.map_err(ApiError::internal)?
         }
         Err(e) => return Err(ApiError::internal(e)),
     };

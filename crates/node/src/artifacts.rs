@@ -8,9 +8,13 @@
 
 use flock_primitives::Hash;
 use std::{
+    collections::HashMap,
     io::Write,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
 };
 use thiserror::Error;
 
@@ -45,6 +49,10 @@ pub struct ArtifactStore {
     dir: PathBuf,
     max_bytes: u64,
     counter: AtomicU64,
+    /// Other nodes' API base URLs, asked for a blob this store misses.
+    peers: Vec<String>,
+    /// One fetch from peers per missing hash at a time.
+    fetching: Mutex<HashMap<Hash, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// An upload in progress.
@@ -66,7 +74,40 @@ impl ArtifactStore {
         for e in std::fs::read_dir(dir.join("tmp"))?.flatten() {
             let _ = std::fs::remove_file(e.path());
         }
-        Ok(Self { dir: dir.to_owned(), max_bytes, counter: AtomicU64::new(0) })
+        Ok(Self {
+            dir: dir.to_owned(),
+            max_bytes,
+            counter: AtomicU64::new(0),
+            peers: Vec::new(),
+            fetching: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Other nodes (API base URLs) to fetch a missing blob from (see `GET /v1/artifacts`).
+    pub fn with_peers(mut self, peers: Vec<String>) -> Self {
+        self.peers = peers
+            .into_iter()
+            .map(|p| p.trim().trim_end_matches('/').to_owned())
+            .filter(|p| !p.is_empty())
+            .collect();
+        self
+    }
+
+    /// The peers a missing blob is fetched from.
+    pub fn peers(&self) -> &[String] {
+        &self.peers
+    }
+
+    /// The lock serializing fetches of `hash` from peers.
+    pub(crate) fn fetch_lock(&self, hash: &Hash) -> Arc<tokio::sync::Mutex<()>> {
+        let mut m = self.fetching.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.entry(*hash).or_default().clone()
+    }
+
+    /// Forgets the fetch lock of `hash` (once its fetch is over).
+    pub(crate) fn release_fetch_lock(&self, hash: &Hash) {
+        let mut m = self.fetching.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.remove(hash);
     }
 
     /// The size limit.
@@ -101,6 +142,11 @@ impl ArtifactStore {
 }
 
 impl Upload<'_> {
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.size
+    }
+
     /// Appends a chunk.
     pub fn write(&mut self, chunk: &[u8]) -> Result<(), ArtifactError> {
         self.size += chunk.len() as u64;

@@ -27,6 +27,7 @@ mod api_alliance;
 mod api_arena;
 mod api_artifacts;
 mod api_market;
+pub mod artifact_peers;
 pub mod artifacts;
 #[cfg(feature = "bft")]
 pub mod bft;

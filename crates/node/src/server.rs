@@ -106,6 +106,9 @@ pub struct NodeConfig {
     pub fsync: bool,
     /// Largest artifact the store accepts.
     pub max_artifact_bytes: u64,
+    /// Other nodes' API base URLs: a `GET /v1/artifacts/{hash}` this node misses is fetched
+    /// from the first of them that has it (verified, resumed with range requests).
+    pub artifact_peers: Vec<String>,
 }
 
 /// A future run when the node shuts down.
@@ -186,7 +189,8 @@ pub async fn start_with(
         ArtifactStore::open(&config.data_dir.join("artifacts"), config.max_artifact_bytes)
             .with_context(|| {
                 format!("opening the artifact store in {}", config.data_dir.display())
-            })?;
+            })?
+            .with_peers(config.artifact_peers.clone());
     let node = Node::with_artifacts(chain, config.mempool, artifacts);
 
     let Some(key) = config.sequencer.clone() else {

@@ -33,6 +33,7 @@ pub(crate) async fn node(a: NodeArgs, genesis: Genesis) -> anyhow::Result<()> {
         mempool: MempoolLimits::default(),
         fsync: !a.no_fsync,
         max_artifact_bytes: a.max_artifact_bytes,
+        artifact_peers: a.artifact_peers.clone(),
         on_ready: None,
     };
     // The validator owns a commonware tokio runtime: run it on a thread of its own.
@@ -107,6 +108,12 @@ fn spawn_node(a: &TestnetArgs, i: u32) -> anyhow::Result<Child> {
     let d = a.dir.join(format!("node-{i}"));
     let peers =
         (0..a.nodes).map(|j| p2p_addr(a.base_port, j).to_string()).collect::<Vec<_>>().join(",");
+    // Every other node's API, to fetch artifacts this one misses.
+    let artifact_peers = (0..a.nodes)
+        .filter(|j| *j != i)
+        .map(|j| format!("http://{}", api_addr(a.base_port, j)))
+        .collect::<Vec<_>>()
+        .join(",");
     let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join("node.log"))?;
     let child = Command::new(std::env::current_exe()?)
         .arg("node")
@@ -123,6 +130,8 @@ fn spawn_node(a: &TestnetArgs, i: u32) -> anyhow::Result<Child> {
         .arg(a.dir.join("committee.json"))
         .arg("--peers")
         .arg(peers)
+        .arg("--artifact-peers")
+        .arg(artifact_peers)
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()

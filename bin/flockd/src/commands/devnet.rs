@@ -75,6 +75,7 @@ pub(crate) async fn run(a: DevnetArgs, json: bool) -> anyhow::Result<()> {
         mempool: MempoolLimits::default(),
         fsync: true,
         max_artifact_bytes: flock_node::server::DEFAULT_MAX_ARTIFACT_BYTES,
+        artifact_peers: vec![],
     })
     .await?;
     let url = running.url();

@@ -32,6 +32,7 @@ pub(crate) async fn run(a: NodeArgs) -> anyhow::Result<()> {
             mempool: MempoolLimits::default(),
             fsync: !a.no_fsync,
             max_artifact_bytes: a.max_artifact_bytes,
+            artifact_peers: a.artifact_peers.clone(),
         },
         extension,
     )

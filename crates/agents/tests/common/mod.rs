@@ -40,6 +40,7 @@ pub(crate) async fn start_node(
         mempool: MempoolLimits::default(),
         fsync: false,
         max_artifact_bytes,
+        artifact_peers: vec![],
     })
     .await
     .unwrap()

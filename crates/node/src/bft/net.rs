@@ -192,6 +192,8 @@ pub struct ValidatorProcess {
     pub fsync: bool,
     /// Largest artifact the store accepts.
     pub max_artifact_bytes: u64,
+    /// Other nodes' API base URLs to fetch missing artifacts from.
+    pub artifact_peers: Vec<String>,
     /// Called once the API is listening, with its address.
     pub on_ready: Option<fn(SocketAddr)>,
 }
@@ -230,7 +232,8 @@ pub fn run_validator(cfg: ValidatorProcess) -> anyhow::Result<()> {
     let chain = Chain::open(Box::new(store), cfg.genesis.clone())?;
     tracing::info!(height = chain.info().height.0, root = %chain.info().state_root, "chain opened");
     let artifacts = ArtifactStore::open(&cfg.data_dir.join("artifacts"), cfg.max_artifact_bytes)
-        .with_context(|| format!("opening the artifact store in {}", cfg.data_dir.display()))?;
+        .with_context(|| format!("opening the artifact store in {}", cfg.data_dir.display()))?
+        .with_peers(cfg.artifact_peers.clone());
     let node = Node::with_artifacts(chain, cfg.mempool, artifacts);
 
     let rt = commonware_runtime::tokio::Config::new()

@@ -3,6 +3,7 @@
 mod alliance;
 mod api;
 mod arena;
+mod artifact_peers;
 mod artifacts;
 mod chain;
 mod common;
