@@ -106,13 +106,15 @@ async fn get_artifact(
                         store.peers().len()
                     )))
                 }
-                PeerFetch::Failed(why) => return Err(ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "peer_fetch_failed",
-                    format!(
+                PeerFetch::Failed(why) => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "peer_fetch_failed",
+                        format!(
                         "artifact {hash} is not stored here and no peer delivered it intact: {why}"
                     ),
-                )),
+                    ))
+                }
             }
             tokio::fs::File::open(&path).await.map_err(ApiError::internal)?
         }
