@@ -298,6 +298,18 @@ impl ChatModel {
         on_delta: &mut dyn FnMut(&str) -> bool,
     ) -> Result<ChatReply> {
         let prompt = self.encode_prompt(messages)?;
+        self.complete_streaming(&prompt, cfg, on_delta)
+    }
+
+    /// Continues the token sequence `prompt` (already rendered and encoded, e.g. a plain
+    /// completion) with the same stop tokens and incremental decoding as
+    /// [`ChatModel::chat_streaming`].
+    pub fn complete_streaming(
+        &self,
+        prompt: &[u32],
+        cfg: &SamplingConfig,
+        on_delta: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<ChatReply> {
         let ctx = self.config.max_position_embeddings;
         if prompt.len() >= ctx {
             return Err(MlError::InvalidData(format!(
@@ -331,7 +343,7 @@ impl ChatModel {
             }
             !cancelled && failure.is_none()
         };
-        let out = generate_with(&self.model, &prompt, &cfg, &mut on_token)?;
+        let out = generate_with(&self.model, prompt, &cfg, &mut on_token)?;
         if let Some(e) = failure {
             return Err(e);
         }

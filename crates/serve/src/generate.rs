@@ -227,57 +227,8 @@ fn generate(
 ) -> Result<ChatReply, MlError> {
     match input {
         Input::Messages(m) => model.chat_streaming(m, cfg, on_delta),
-        Input::Prompt(ids) => complete(model, ids, cfg, on_delta),
+        Input::Prompt(ids) => model.complete_streaming(ids, cfg, on_delta),
     }
-}
-
-/// Plain-text continuation of `prompt` until a stop token or `max_new_tokens`, with the same
-/// incremental decoding as [`ChatModel::chat_streaming`].
-fn complete(
-    model: &ChatModel,
-    prompt: &[u32],
-    cfg: &SamplingConfig,
-    on_delta: &mut dyn FnMut(&str) -> bool,
-) -> Result<ChatReply, MlError> {
-    let mut cfg = cfg.clone();
-    cfg.stop_tokens.extend(&model.stop_tokens);
-    let stops = cfg.stop_tokens.clone();
-    let (mut ids, mut emitted) = (Vec::new(), String::new());
-    let (mut cancelled, mut failure) = (false, None);
-    let mut on_token = |t: u32| {
-        if stops.contains(&t) {
-            return true;
-        }
-        ids.push(t);
-        match model.tokenizer.decode(&ids, true) {
-            Ok(text) if !text.ends_with('\u{FFFD}') && text.starts_with(emitted.as_str()) => {
-                let delta = &text[emitted.len()..];
-                if !delta.is_empty() && !on_delta(delta) {
-                    cancelled = true;
-                }
-                emitted = text;
-            }
-            Ok(_) => {}
-            Err(e) => failure = Some(MlError::Tokenizer(e.to_string())),
-        }
-        !cancelled && failure.is_none()
-    };
-    let out = flock_ml::generate_with(&model.model, prompt, &cfg, &mut on_token)?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    let text = model.tokenizer.decode(&ids, true).map_err(|e| MlError::Tokenizer(e.to_string()))?;
-    if !cancelled && text.len() > emitted.len() && text.starts_with(emitted.as_str()) {
-        on_delta(&text[emitted.len()..]);
-    }
-    let finish_reason = if cancelled {
-        FinishReason::Cancelled
-    } else if out.last().is_some_and(|t| stops.contains(t)) {
-        FinishReason::Stop
-    } else {
-        FinishReason::Length
-    };
-    Ok(ChatReply { text, prompt_tokens: prompt.len(), completion_tokens: out.len(), finish_reason })
 }
 
 fn usage_json(r: &ChatReply) -> Value {
