@@ -291,23 +291,11 @@ impl RunningNode {
     /// Runs until Ctrl-C (or SIGTERM), or until block production stops; then shuts down.
     pub async fn run_until_signal(self) -> anyhow::Result<()> {
         let mut check = tokio::time::interval(Duration::from_millis(500));
-        let term = async {
-            #[cfg(unix)]
-            {
-                if let Ok(mut s) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                {
-                    s.recv().await;
-                    return;
-                }
-            }
-            std::future::pending::<()>().await;
-        };
-        tokio::pin!(term);
+        let stop = shutdown_signal();
+        tokio::pin!(stop);
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = &mut term => break,
+                _ = &mut stop => break,
                 _ = check.tick() => {
                     if self.producer_stopped() {
                         break;
@@ -317,5 +305,26 @@ impl RunningNode {
         }
         tracing::info!("shutting down");
         self.shutdown().await
+    }
+}
+
+/// Completes on Ctrl-C or (on Unix) SIGTERM: the signals every long-running `flockd` command
+/// stops on.
+pub async fn shutdown_signal() {
+    let term = async {
+        #[cfg(unix)]
+        {
+            if let Ok(mut s) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
+                s.recv().await;
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
     }
 }

@@ -174,23 +174,11 @@ pub(crate) async fn testnet(a: TestnetArgs) -> anyhow::Result<()> {
         a.dir.display()
     );
     let mut check = tokio::time::interval(Duration::from_secs(1));
-    let term = async {
-        #[cfg(unix)]
-        {
-            if let Ok(mut s) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            {
-                s.recv().await;
-                return;
-            }
-        }
-        std::future::pending::<()>().await;
-    };
-    tokio::pin!(term);
+    let signal = flock_node::server::shutdown_signal();
+    tokio::pin!(signal);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = &mut term => break,
+            _ = &mut signal => break,
             _ = check.tick() => {
                 for (i, c) in children.iter_mut().enumerate() {
                     if let Ok(Some(status)) = c.try_wait() {

@@ -302,27 +302,8 @@ pub fn run_validator(cfg: ValidatorProcess) -> anyhow::Result<()> {
         if let Some(f) = on_ready {
             f(addr);
         }
-        wait_for_signal().await;
+        crate::server::shutdown_signal().await;
         tracing::info!("shutting down");
         Ok::<(), anyhow::Error>(())
     })
-}
-
-async fn wait_for_signal() {
-    let term = async {
-        #[cfg(unix)]
-        {
-            if let Ok(mut s) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            {
-                s.recv().await;
-                return;
-            }
-        }
-        std::future::pending::<()>().await;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }
