@@ -27,10 +27,10 @@ pub enum SeedProof {
 }
 
 /// Bytes as a hex string in JSON.
-mod hex_bytes {
+pub(crate) mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         let mut out = String::with_capacity(v.len() * 2);
         for b in v {
             out.push_str(&format!("{b:02x}"));
@@ -38,7 +38,7 @@ mod hex_bytes {
         s.serialize_str(&out)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
         if s.len() % 2 != 0 || !s.is_ascii() {
             return Err(serde::de::Error::custom("odd-length or non-ascii hex"));

@@ -322,6 +322,18 @@ pub enum TxError {
     /// Stars outside 1..=5.
     #[error("a rating is 1 to 5 stars, got {0}")]
     InvalidRating(u8),
+    /// Consensus evidence that does not hold.
+    #[error("invalid consensus evidence: {0}")]
+    BadEvidence(String),
+    /// The validator was already punished for a consensus fault (it can never bond network
+    /// stake again, and later evidence against it is refused).
+    #[error("{offender} is tombstoned: it was slashed for a consensus fault at height {height}")]
+    Tombstoned {
+        /// The validator.
+        offender: Address,
+        /// Where the first evidence landed.
+        height: Height,
+    },
     /// An arithmetic overflow or broken invariant: a bug, never the sender's fault.
     #[error("internal ledger error: {0}")]
     Internal(&'static str),
@@ -341,6 +353,8 @@ impl TxError {
             Self::ZeroAmount => "zero_amount",
             Self::InsufficientBalance { .. } => "insufficient_balance",
             Self::UnknownTarget(_) => "unknown_target",
+            Self::BadEvidence(_) => "bad_evidence",
+            Self::Tombstoned { .. } => "tombstoned",
             Self::TargetClosed(_) => "target_closed",
             Self::BelowMinimum { .. } => "below_minimum",
             Self::RoleConflict { .. } => "role_conflict",

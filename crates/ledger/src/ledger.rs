@@ -294,6 +294,7 @@ impl Ledger {
         if let Some(epoch) = epoch_ending_at(&self.params, now) {
             run_emission(&mut self.state, &self.params, &self.sinks, epoch, now, &mut receipts.end)
                 .map_err(internal)?;
+            self.state.record_validator_set(epoch.0 + 1, &self.params);
         }
         Ok(receipts)
     }
@@ -352,6 +353,7 @@ impl Ledger {
             TxKind::AllianceUnmask { task, reveals } => {
                 s.alliance_unmask(&sender, *task, reveals, now, ev)
             }
+            TxKind::ConsensusEvidence { fault } => s.consensus_evidence(&sender, fault, now, p, ev),
             TxKind::MarketList { spec } => s.market_list(&sender, spec, now, ev),
             TxKind::MarketUpdate { name, price, active, server } => {
                 let update = crate::market::ListingUpdate {

@@ -33,6 +33,7 @@
 pub mod alliance;
 pub mod arena;
 mod block;
+pub mod consensus;
 mod delegation;
 pub mod emission;
 mod error;

@@ -37,6 +37,11 @@ pub struct Params {
     pub slash_reporter: Ppm,
     /// Part of a slashed amount paid into the task's pool (community pool for task 0).
     pub slash_pool: Ppm,
+    /// Slash of a network validator's stake for an attributable consensus fault (equivocation);
+    /// the validator is tombstoned as well.
+    pub consensus_fault_slash: Ppm,
+    /// Most validators in a validator set (the largest network stakes).
+    pub max_network_validators: u32,
     /// Claim fee, burned, on operators' own rewards (FLock: 8%).
     pub operator_claim_fee: Ppm,
     /// Claim fee, burned, on delegators' pool rewards (FLock: 14.5%).
@@ -86,6 +91,8 @@ impl Default for Params {
             max_share: Ppm::ONE,
             slash_reporter: pct(10),
             slash_pool: pct(50),
+            consensus_fault_slash: pct(5),
+            max_network_validators: 100,
             operator_claim_fee: pct(8),
             delegator_claim_fee: Ppm::from_ppm(145_000).unwrap_or(Ppm::ZERO),
             max_tx_bytes: 64 * 1024,
@@ -113,6 +120,7 @@ impl Params {
             ("max_share", self.max_share),
             ("slash_reporter", self.slash_reporter),
             ("slash_pool", self.slash_pool),
+            ("consensus_fault_slash", self.consensus_fault_slash),
             ("operator_claim_fee", self.operator_claim_fee),
             ("delegator_claim_fee", self.delegator_claim_fee),
             ("arena_miss_slash", self.arena_miss_slash),
@@ -140,6 +148,9 @@ impl Params {
         }
         if self.arena_score_tolerance == Ppm::ZERO {
             return Err("arena_score_tolerance must be above 0".into());
+        }
+        if self.max_network_validators == 0 {
+            return Err("max_network_validators must be at least 1".into());
         }
         if self.max_block_txs == 0 {
             return Err("max_block_txs must be at least 1".into());

@@ -88,6 +88,7 @@ impl State {
         events: &mut Vec<Event>,
     ) -> Result<(), TxError> {
         let info = self.targets.get(&target).cloned().ok_or(TxError::UnknownTarget(target))?;
+        self.check_not_tombstoned(staker, &target)?;
         if !info.open && !even_if_closed {
             return Err(TxError::TargetClosed(target));
         }

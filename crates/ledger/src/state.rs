@@ -307,6 +307,10 @@ state_tables! {
     market_spent: (String, Address) => Amount = 0x46,
     /// Ratings (1–5 stars) by (listing, consumer).
     market_ratings: (String, Address) => u8 = 0x47,
+    /// Validators punished for a consensus fault, by account.
+    consensus_tombstones: Address => crate::consensus::Tombstone = 0x50,
+    /// Validator sets by ledger epoch (recorded at the end of the previous epoch).
+    validator_sets: u64 => Vec<crate::consensus::SetMember> = 0x51,
 }
 
 impl State {

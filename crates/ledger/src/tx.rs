@@ -272,6 +272,12 @@ pub enum TxKind {
         /// `(dropped proposer, pair seed)`.
         reveals: Vec<(Address, Hash)>,
     },
+    /// Evidence of an attributable consensus fault (reported by a BFT validator): slashes and
+    /// tombstones the offender; the sender is paid the reporter's share.
+    ConsensusEvidence {
+        /// The fault.
+        fault: Box<crate::consensus::ConsensusFault>,
+    },
     /// List a model on the marketplace; the sender becomes its owner.
     MarketList {
         /// The listing; its provenance claim is checked and filled in by the ledger.
@@ -433,6 +439,16 @@ impl SignedTx {
             | TxKind::AllianceMaskKey { .. }
             | TxKind::AllianceUnmask { .. } => None,
             TxKind::MarketDeposit { amount } | TxKind::MarketWithdraw { amount } => Some(*amount),
+            TxKind::ConsensusEvidence { fault } => {
+                let max = crate::consensus::MAX_FAULT_PROOF_BYTES;
+                if fault.proof.is_empty() || fault.proof.len() > max {
+                    return Err(TxError::BadEvidence(format!(
+                        "the proof must be 1 to {max} bytes, got {}",
+                        fault.proof.len()
+                    )));
+                }
+                None
+            }
             TxKind::MarketList { .. }
             | TxKind::MarketUpdate { .. }
             | TxKind::MarketKeyCreate { .. }

@@ -96,6 +96,7 @@ pub fn router(node: Node) -> Router {
         .route("/v1/txs/{hash}", get(tx_by_hash))
         .route("/v1/accounts/{address}", get(account))
         .route("/v1/pools/{operator}", get(pool))
+        .route("/v1/validators", get(validators))
         .route("/v1/blocks/latest", get(latest_block))
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/events", get(events))
@@ -250,6 +251,31 @@ async fn tx_by_hash(
     })
 }
 
+/// The network validators: the set recorded for the current ledger epoch (at the end of the
+/// previous one), the set the stakes would give now, and the tombstoned offenders.
+async fn validators(State(s): State<AppState>) -> ApiResult {
+    s.node.with_chain(|c| {
+        let st = c.ledger().state();
+        let params = c.ledger().params();
+        let height = c.info().height;
+        let epoch = height.0 / params.epoch_length;
+        let tombstones: Vec<Value> = st
+            .consensus_tombstones
+            .iter()
+            .map(|(a, t)| json!({ "validator": a, "tombstone": t }))
+            .collect();
+        Ok(Json(json!({
+            "height": height,
+            "epoch": epoch,
+            "set": st.validator_set(epoch),
+            "staked_now": st.network_validators(params),
+            "min_network_stake": params.min_network_stake,
+            "max_network_validators": params.max_network_validators,
+            "tombstones": tombstones,
+        })))
+    })
+}
+
 async fn account(State(s): State<AppState>, Path(addr): Path<String>) -> ApiResult {
     let a = parse_address(&addr)?;
     let next_nonce = s.node.with_mempool(|m| m.next_nonce(&a));
@@ -292,6 +318,7 @@ async fn account(State(s): State<AppState>, Path(addr): Path<String>) -> ApiResu
             "unbonding": unbonding,
             "pool": st.pools.get(&a),
             "delegations": delegations,
+            "tombstone": st.tombstone(&a),
             "rewards": {
                 "claimable": st.claimable_own(&a, now),
                 "vesting": st.vesting_own(&a, now),

@@ -44,7 +44,7 @@ pub use chain::{Chain, ChainError, Committed};
 pub use client::{Client, ClientError};
 pub use keystore::Keystore;
 pub use mempool::{Mempool, MempoolLimits, SubmitError};
-pub use node::{BlockSource, Node};
+pub use node::{BlockSource, EvidenceCheck, Node};
 pub use sequencer::SoloSequencer;
 pub use server::{
     start, start_with, ApiExtension, NodeConfig, RunningNode, SequencerKey, ShutdownFuture,

@@ -31,6 +31,20 @@ struct Inner {
     mempool: Mutex<Mempool>,
     height: watch::Sender<u64>,
     artifacts: Option<Arc<ArtifactStore>>,
+    evidence: RwLock<Option<EvidenceCheck>>,
+}
+
+/// Checks the proof of consensus evidence (the consensus engine's signatures, which the ledger
+/// cannot check). Installed by the BFT engine; a node without one refuses evidence.
+#[derive(Clone)]
+pub struct EvidenceCheck(
+    pub Arc<dyn Fn(&flock_ledger::consensus::ConsensusFault) -> Result<(), String> + Send + Sync>,
+);
+
+impl std::fmt::Debug for EvidenceCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EvidenceCheck")
+    }
 }
 
 impl Node {
@@ -54,6 +68,7 @@ impl Node {
                 mempool: Mutex::new(mempool),
                 height,
                 artifacts,
+                evidence: RwLock::new(None),
             }),
         }
     }
@@ -76,8 +91,37 @@ impl Node {
         f(&mut guard)
     }
 
+    /// Installs the check of consensus evidence proofs (the BFT engine does).
+    pub fn set_evidence_check(&self, check: EvidenceCheck) {
+        *self.inner.evidence.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(check);
+    }
+
+    /// Checks the proof of consensus evidence against the installed engine check.
+    pub fn check_evidence(
+        &self,
+        fault: &flock_ledger::consensus::ConsensusFault,
+    ) -> Result<(), flock_ledger::TxError> {
+        let check =
+            self.inner.evidence.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        match check {
+            Some(EvidenceCheck(f)) => f(fault).map_err(flock_ledger::TxError::BadEvidence),
+            None => Err(flock_ledger::TxError::BadEvidence(
+                "this node runs no consensus engine to check the proof; send evidence to a BFT \
+                 validator"
+                    .into(),
+            )),
+        }
+    }
+
     /// Admits a transaction to the mempool.
     pub fn submit(&self, tx: SignedTx) -> Result<Hash, SubmitError> {
+        if let flock_ledger::TxKind::ConsensusEvidence { fault } = &tx.tx.kind {
+            if let Err(e) = self.check_evidence(fault) {
+                m::tx_rejected(e.code());
+                return Err(SubmitError::Tx(e));
+            }
+        }
         let r = self.with_mempool(|mp| {
             let r = mp.submit(tx);
             m::set_mempool(mp.len());

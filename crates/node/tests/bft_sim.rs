@@ -5,11 +5,11 @@
 #![allow(missing_docs)]
 
 use commonware_p2p::simulated::{Config as NetConfig, Link, Network};
-use commonware_runtime::{deterministic, Clock, Quota, Runner, Supervisor};
+use commonware_runtime::{deterministic, Clock, Quota, Runner, Spawner, Supervisor};
 use commonware_utils::probability;
 use flock_ledger::{
     test_utils::{sign, test_genesis, TEST_CHAIN},
-    Params, SeedProof, TxKind,
+    Params, SeedProof, StakeTarget, TxKind,
 };
 use flock_node::{
     bft::{self, EngineSettings},
@@ -39,12 +39,83 @@ struct Outcome {
     addresses: Vec<flock_primitives::Address>,
     /// Per validator, why it rejected proposals.
     rejections: Vec<Vec<String>>,
+    /// The online validators' nodes (their ledgers, after the run).
+    nodes: Vec<Option<Node>>,
+    /// Each validator's identity key as a flock account key.
+    identities: Vec<flock_primitives::Keypair>,
+}
+
+/// What a simulation runs.
+#[derive(Clone, Default)]
+struct Scenario {
+    seed: u64,
+    n: u32,
+    /// Run until every online validator committed this many blocks...
+    blocks: u64,
+    /// Validators that never start.
+    offline: Vec<usize>,
+    /// Transfers each online validator `i` gets from test account `i`.
+    txs_each: u64,
+    /// Byzantine proposers.
+    byzantine: Vec<(usize, bft::Byzantine)>,
+    /// A validator that runs no engine, only signs two conflicting votes for every vote it
+    /// sees...
+    equivocator: Option<usize>,
+    /// ...and until every online validator's ledger has tombstoned it.
+    until_tombstoned: bool,
+    /// Fund every validator's identity account and bond 1,000 FLOCK of network stake from it
+    /// (each validator's own node gets its stake transaction; the equivocator's goes to
+    /// validator 0).
+    stake_validators: bool,
+}
+
+/// Network stake each validator bonds with [`Scenario::stake_validators`].
+const VALIDATOR_STAKE: Amount = Amount(1_000 * FLOCK.0);
+
+/// A byzantine validator that equivocates: when it sees the first vote of a view, it signs two
+/// notarize votes for two made-up proposals of the next view and sends both (ahead of the
+/// honest votes, so the engines still hold its first vote in full when the second arrives).
+async fn equivocate<S, R>(scheme: bft::Scheme, (mut sender, mut receiver): (S, R))
+where
+    S: commonware_p2p::Sender<PublicKey = bft::ValidatorKey>,
+    R: commonware_p2p::Receiver<PublicKey = bft::ValidatorKey>,
+{
+    use commonware_codec::{DecodeExt, Encode};
+    use commonware_consensus::{
+        simplex::types::{Notarize, Proposal, Vote},
+        types::{Round, View},
+        Epochable, Viewable,
+    };
+    use commonware_p2p::Recipients;
+    let mut last = 0u64;
+    while let Ok((_, msg)) = receiver.recv().await {
+        let Ok(vote) = Vote::<bft::Scheme, bft::Digest>::decode(msg) else { continue };
+        let view = vote.view().get();
+        if view <= last {
+            continue;
+        }
+        last = view;
+        let round = Round::new(vote.epoch(), View::new(view + 1));
+        for side in [&b"left"[..], &b"right"[..]] {
+            let payload = bft::digest_of(&Hash::of_parts("made up", &[&view.to_le_bytes(), side]));
+            let proposal = Proposal::new(round, View::new(view), payload);
+            let msg = Vote::Notarize(Notarize::sign(&scheme, proposal).unwrap());
+            let _ = sender.send(Recipients::All, msg.encode(), true);
+        }
+    }
 }
 
 /// Runs `n` validators (those in `offline` never start) until every online one has committed
 /// `blocks` blocks. Each online validator `i` gets `txs_each` transfers from account `i`.
 fn run(seed: u64, n: u32, blocks: u64, offline: &[usize], txs_each: u64) -> Outcome {
-    run_with(seed, n, blocks, offline, txs_each, &[])
+    simulate(Scenario {
+        seed,
+        n,
+        blocks,
+        offline: offline.to_vec(),
+        txs_each,
+        ..Scenario::default()
+    })
 }
 
 /// [`run`] with byzantine proposers (`(validator index, fault)`).
@@ -56,18 +127,42 @@ fn run_with(
     txs_each: u64,
     byzantine: &[(usize, bft::Byzantine)],
 ) -> Outcome {
-    let byzantine = byzantine.to_vec();
+    simulate(Scenario {
+        seed,
+        n,
+        blocks,
+        offline: offline.to_vec(),
+        txs_each,
+        byzantine: byzantine.to_vec(),
+        ..Scenario::default()
+    })
+}
+
+fn simulate(sc: Scenario) -> Outcome {
+    let Scenario { seed, n, blocks, txs_each, .. } = sc;
+    let byzantine = sc.byzantine.clone();
     let _ = Mempool::new; // (keeps the import list honest across features)
     let cfg = deterministic::Config::new()
         .with_seed(seed)
         .with_start_time(UNIX_EPOCH + Duration::from_millis(GENESIS_MS))
         .with_timeout(Some(Duration::from_secs(600)));
     let runner = deterministic::Runner::new(cfg);
-    let offline = offline.to_vec();
+    let offline = sc.offline.clone();
     runner.start(|mut context| async move {
-        let (genesis, keys) = test_genesis(n as usize, Amount(1_000 * FLOCK.0), Params::default(), vec![]);
         let namespace = bft::namespace(TEST_CHAIN);
         let fixture = bft::deal_committee(&mut context, &namespace, n);
+        let (mut genesis, keys) =
+            test_genesis(n as usize, Amount(1_000 * FLOCK.0), Params::default(), vec![]);
+        let identities: Vec<flock_primitives::Keypair> =
+            fixture.keys.iter().map(|k| bft::reporter_keypair(k).unwrap()).collect();
+        if sc.stake_validators {
+            for k in &identities {
+                genesis.allocations.push(flock_ledger::Allocation {
+                    address: k.address(),
+                    amount: Amount(2 * VALIDATOR_STAKE.0),
+                });
+            }
+        }
 
         let (network, oracle) = Network::new_with_peers(
             context.child("network"),
@@ -113,8 +208,25 @@ fn run_with(
                 nodes.push(None);
                 continue;
             }
+            if sc.equivocator == Some(i) {
+                let [votes, ..]: [_; 4] = channels.try_into().unwrap_or_else(|_| unreachable!());
+                let scheme = fixture.schemes[i].clone();
+                context.child("equivocator").spawn(move |_| equivocate(scheme, votes));
+                nodes.push(None);
+                continue;
+            }
             let chain = Chain::open(Box::new(MemStore::new()), genesis.clone()).unwrap();
             let node = Node::new(chain, MempoolLimits::default());
+            if sc.stake_validators {
+                let stake = TxKind::Stake { target: StakeTarget::NETWORK, amount: VALIDATOR_STAKE };
+                node.submit(sign(&identities[i], 0, stake.clone())).unwrap();
+                if i == 0 {
+                    if let Some(e) = sc.equivocator {
+                        // (The evidence check is not installed yet; a stake needs none.)
+                        node.submit(sign(&identities[e], 0, stake)).unwrap();
+                    }
+                }
+            }
             for nonce in 0..txs_each {
                 let to = keys[(i + 1) % keys.len()].address();
                 let tx = sign(&keys[i], nonce, TxKind::Transfer { to, amount: FLOCK });
@@ -125,6 +237,7 @@ fn run_with(
             let mut settings = EngineSettings::new(format!("validator-{i}"));
             settings.rejections = Some(sinks[i].clone());
             settings.byzantine = byzantine.iter().find(|(b, _)| *b == i).map(|(_, f)| *f);
+            settings.reporter = Some(identities[i].clone());
             bft::start_validator(
                 ctx,
                 node.clone(),
@@ -140,13 +253,24 @@ fn run_with(
         let started = context.current();
         loop {
             context.sleep(Duration::from_millis(100)).await;
-            let done = nodes.iter().flatten().all(|node| node.tip().height.0 >= blocks);
+            let tombstoned = |node: &Node| match sc.equivocator {
+                Some(e) if sc.until_tombstoned => node.with_chain(|c| {
+                    c.ledger().state().tombstone(&identities[e].address()).is_some()
+                }),
+                _ => true,
+            };
+            let done = nodes
+                .iter()
+                .flatten()
+                .all(|node| node.tip().height.0 >= blocks && tombstoned(node));
             if done {
                 break;
             }
         }
         let elapsed_virtual = context.current().duration_since(started).unwrap();
 
+        // Every online node reached `blocks`; compare up to the lowest tip.
+        let blocks = nodes.iter().flatten().map(|n| n.tip().height.0).min().unwrap_or(blocks);
         let chains = nodes
             .iter()
             .map(|node| {
@@ -204,7 +328,17 @@ fn run_with(
             .collect();
         let addresses = fixture.participants.iter().map(bft::proposer_address).collect();
         let rejections = sinks.iter().map(|s| s.lock().unwrap().clone()).collect();
-        Outcome { chains, txs_landed, vrf_seeds, elapsed_virtual, proposers, addresses, rejections }
+        Outcome {
+            chains,
+            txs_landed,
+            vrf_seeds,
+            elapsed_virtual,
+            proposers,
+            addresses,
+            rejections,
+            nodes,
+            identities,
+        }
     })
 }
 
@@ -327,4 +461,99 @@ fn byzantine_bad_signature_is_rejected() {
 #[test]
 fn byzantine_wrong_parent_root_is_rejected() {
     byzantine_proposer_is_rejected(6, bft::Byzantine::WrongParentRoot, "parent state root");
+}
+
+#[test]
+fn byzantine_forged_evidence_is_rejected() {
+    byzantine_proposer_is_rejected(8, bft::Byzantine::ForgedEvidence, "evidence");
+}
+
+/// A validator that signs conflicting votes is reported by the honest validators' engines, the
+/// evidence lands in a block, and every ledger slashes it once and tombstones it.
+#[test]
+fn an_equivocating_validator_is_slashed_through_evidence() {
+    use flock_ledger::consensus::FaultKind;
+    let t = std::time::Instant::now();
+    let byz = 3usize;
+    let o = simulate(Scenario {
+        seed: 9,
+        n: 4,
+        blocks: 3,
+        equivocator: Some(byz),
+        until_tombstoned: true,
+        stake_validators: true,
+        ..Scenario::default()
+    });
+    assert_agree(&o);
+    let offender = o.identities[byz].address();
+    assert_eq!(offender, o.addresses[byz], "the identity account is the proposer address");
+    let slash = Amount(VALIDATOR_STAKE.0 / 20); // consensus_fault_slash: 5%
+    let reporter_share = Amount(slash.0 / 10); // slash_reporter: 10%
+    let mut evidence = None;
+    for node in o.nodes.iter().flatten() {
+        node.with_chain(|c| {
+            let st = c.ledger().state();
+            let t = st.tombstone(&offender).expect("tombstoned");
+            assert!(matches!(
+                t.kind,
+                FaultKind::ConflictingNotarize | FaultKind::ConflictingFinalize
+            ));
+            assert_eq!(t.slashed, slash);
+            assert_ne!(t.reporter, offender);
+            assert!(o.addresses.contains(&t.reporter));
+            assert_eq!(
+                st.own_stake(&offender, &StakeTarget::NETWORK),
+                Amount(VALIDATOR_STAKE.0 - slash.0),
+                "slashed exactly once"
+            );
+            // The reporter's balance: its genesis funds, less its own stake, plus its share.
+            assert_eq!(
+                st.balance(&t.reporter),
+                Amount(2 * VALIDATOR_STAKE.0 - VALIDATOR_STAKE.0 + reporter_share.0)
+            );
+            let tip = c.info().height.0;
+            let found = (1..=tip).find_map(|h| {
+                let b = c.block(Height(h)).unwrap().unwrap();
+                b.txs.into_iter().find_map(|tx| match tx.tx.kind {
+                    TxKind::ConsensusEvidence { fault } => Some(fault),
+                    _ => None,
+                })
+            });
+            evidence = Some(found.expect("an evidence transaction on chain"));
+        });
+    }
+    let fault = evidence.unwrap();
+    assert_eq!(fault.offender, o.identities[byz].public());
+
+    // The node (with its engine's check installed) refuses what comes after.
+    let node = o.nodes[0].clone().unwrap();
+    let key = &o.identities[1];
+    let nonce = node.with_mempool(|mp| mp.next_nonce(&key.address()));
+    let code = |kind: TxKind| node.submit(sign(key, nonce, kind)).unwrap_err().code();
+    // The same evidence again: the offender is tombstoned.
+    assert_eq!(code(TxKind::ConsensusEvidence { fault: fault.clone() }), "tombstoned");
+    // The same proof naming another validator, or tampered with: the proof does not hold.
+    let mut framed = fault.clone();
+    framed.offender = o.identities[2].public();
+    assert_eq!(code(TxKind::ConsensusEvidence { fault: framed }), "bad_evidence");
+    let mut tampered = fault.clone();
+    let last = tampered.proof.len() - 1;
+    tampered.proof[last] ^= 1;
+    assert_eq!(code(TxKind::ConsensusEvidence { fault: tampered }), "bad_evidence");
+    let mut other_view = fault.clone();
+    other_view.view += 1;
+    assert_eq!(code(TxKind::ConsensusEvidence { fault: other_view }), "bad_evidence");
+    // A tombstoned validator can never bond network stake again.
+    let again = TxKind::Stake { target: StakeTarget::NETWORK, amount: VALIDATOR_STAKE };
+    let offender_key = &o.identities[byz];
+    let n = node.with_mempool(|mp| mp.next_nonce(&offender_key.address()));
+    assert_eq!(node.submit(sign(offender_key, n, again)).unwrap_err().code(), "tombstoned");
+    eprintln!(
+        "equivocation: slashed {} at view {} (evidence {} bytes), virtual {:?}, wall {:?}",
+        slash,
+        fault.view,
+        fault.proof.len(),
+        o.elapsed_virtual,
+        t.elapsed()
+    );
 }

@@ -4,6 +4,7 @@ mod alliance;
 mod arena;
 mod common;
 mod conformance;
+mod consensus;
 mod economics;
 mod market;
 mod props;

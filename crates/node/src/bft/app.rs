@@ -34,6 +34,10 @@ const MAX_PENDING_BLOCKS: usize = 4_096;
 const MAX_INDEXED_BLOCKS: u64 = 200_000;
 /// Blocks held while catching up (each one asked for by hash on a finalized chain).
 const MAX_CATCH_UP_BLOCKS: usize = 1_000_000;
+/// Offenders with a fault waiting to be reported, at most.
+const MAX_PENDING_FAULTS: usize = 1_024;
+/// Blocks between two attempts to report a fault that has not landed.
+const FAULT_RETRY_BLOCKS: u64 = 10;
 /// Largest block message accepted from a peer.
 const MAX_BLOCK_BYTES: usize = 64 << 20;
 
@@ -46,7 +50,7 @@ enum Message {
     Broadcast { payload: Digest, plan: Plan<ValidatorKey> },
     Finalized { view: View, payload: Digest, seed: Option<Seed> },
     Seed { view: View, seed: Seed },
-    Fault(&'static str),
+    Fault(Box<Activity<Scheme, Digest>>),
 }
 
 /// The engine's handle on the application: [`Automaton`], [`Relay`] and [`Reporter`] at once.
@@ -116,9 +120,9 @@ impl Reporter for Mailbox {
                     None => Feedback::Ok,
                 }
             }
-            Activity::ConflictingNotarize(_) => self.send(Message::Fault("conflicting notarize")),
-            Activity::ConflictingFinalize(_) => self.send(Message::Fault("conflicting finalize")),
-            Activity::NullifyFinalize(_) => self.send(Message::Fault("nullify and finalize")),
+            a @ (Activity::ConflictingNotarize(_)
+            | Activity::ConflictingFinalize(_)
+            | Activity::NullifyFinalize(_)) => self.send(Message::Fault(Box::new(a))),
             _ => Feedback::Ok,
         }
     }
@@ -157,6 +161,11 @@ pub struct Application<E, S, R> {
     pub(crate) empty_block_delay: Duration,
     /// An unfinished walk from a finalized block back to the committed tip.
     walk: Option<Walk>,
+    /// The key that signs consensus evidence (this validator's identity, as a flock account).
+    pub(crate) reporter: Option<flock_primitives::Keypair>,
+    /// Faults to report, by offender, with the height of the last attempt.
+    faults_pending:
+        BTreeMap<flock_primitives::Address, (flock_ledger::consensus::ConsensusFault, Option<u64>)>,
 }
 
 /// Where the walk from a finalized block back to the tip stopped for a missing block.
@@ -218,6 +227,8 @@ where
             byzantine: None,
             empty_block_delay: Duration::ZERO,
             walk: None,
+            reporter: None,
+            faults_pending: BTreeMap::new(),
         };
         (app, Mailbox { sender: tx })
     }
@@ -283,10 +294,18 @@ where
             Message::Seed { view, seed } => {
                 self.seeds.insert(view.get(), seed);
             }
-            Message::Fault(kind) => {
-                // Attributable faults: future slashing evidence (issue 7, part 2).
+            Message::Fault(activity) => {
                 self.faults += 1;
-                tracing::warn!(kind, "consensus fault reported");
+                match super::evidence::fault_of(&self.scheme, &activity) {
+                    Some(fault) => {
+                        let offender = fault.offender_address();
+                        tracing::warn!(%offender, kind = %fault.kind, view = fault.view, "consensus fault");
+                        if self.faults_pending.len() < MAX_PENDING_FAULTS {
+                            self.faults_pending.entry(offender).or_insert((fault, None));
+                        }
+                    }
+                    None => tracing::warn!("a consensus fault by a signer outside the committee"),
+                }
             }
         }
     }
@@ -341,6 +360,51 @@ where
         }
     }
 
+    /// Turns pending faults into evidence transactions in the mempool: one per offender until
+    /// the offender is tombstoned (the first evidence to land slashes it), tried again every
+    /// [`FAULT_RETRY_BLOCKS`] blocks while it does not land (evidence stays valid: a fault seen
+    /// before the offender's stake landed is reported once it has).
+    fn report_faults(&mut self) {
+        if self.faults_pending.is_empty() {
+            return;
+        }
+        let Some(key) = self.reporter.clone() else {
+            for offender in std::mem::take(&mut self.faults_pending).into_keys() {
+                tracing::warn!(%offender, "no reporter key: the fault is not reported on chain");
+            }
+            return;
+        };
+        let tip = self.node.tip();
+        let tombstoned = |a: &flock_primitives::Address| {
+            self.node.with_chain(|c| c.ledger().state().tombstone(a).is_some())
+        };
+        let pending = std::mem::take(&mut self.faults_pending);
+        for (offender, (fault, last)) in pending {
+            if tombstoned(&offender) {
+                continue;
+            }
+            if last.is_some_and(|h| tip.height.0 < h + FAULT_RETRY_BLOCKS) {
+                self.faults_pending.insert(offender, (fault, last));
+                continue;
+            }
+            let nonce = self.node.with_mempool(|mp| mp.next_nonce(&key.address()));
+            let tx = flock_ledger::Transaction {
+                chain_id: tip.chain_id.clone(),
+                signer: key.public(),
+                nonce,
+                kind: flock_ledger::TxKind::ConsensusEvidence { fault: Box::new(fault.clone()) },
+            }
+            .sign(&key);
+            match self.node.submit(tx) {
+                Ok(hash) => tracing::info!(%offender, tx = %hash, "consensus evidence submitted"),
+                Err(e) => {
+                    tracing::info!(%offender, error = %e, "consensus evidence not admitted yet")
+                }
+            }
+            self.faults_pending.insert(offender, (fault, Some(tip.height.0)));
+        }
+    }
+
     fn request(&mut self, hash: Hash) {
         let now = self.context.current();
         if let Some(at) = self.requested.get(&hash) {
@@ -360,6 +424,7 @@ where
 
     fn progress(&mut self) {
         self.apply_finalized();
+        self.report_faults();
         self.serve_proposes();
         self.serve_verifies();
     }
@@ -532,6 +597,27 @@ where
                     });
                 }
             }
+            super::Byzantine::ForgedEvidence => {
+                // Evidence against the first honest validator, with a made-up proof.
+                let victim = self.scheme.participants().iter().find(|k| **k != self.me).cloned();
+                if let Some(victim) = victim {
+                    let key = flock_primitives::Keypair::from_seed([9u8; 32]);
+                    let fault = flock_ledger::consensus::ConsensusFault {
+                        offender: super::evidence::flock_key(&victim),
+                        kind: flock_ledger::consensus::FaultKind::ConflictingNotarize,
+                        epoch: self.epoch.get(),
+                        view: 1,
+                        proof: vec![1u8; 200],
+                    };
+                    let tx = flock_ledger::Transaction {
+                        chain_id: block.header.chain_id.clone(),
+                        signer: key.public(),
+                        nonce: 0,
+                        kind: flock_ledger::TxKind::ConsensusEvidence { fault: Box::new(fault) },
+                    };
+                    block.txs.push(tx.sign(&key));
+                }
+            }
             super::Byzantine::WrongParentRoot => {
                 block.header.parent_state_root = Hash::of(&block.header.parent_state_root.0);
             }
@@ -588,6 +674,14 @@ where
         }
         if h.time_ms > self.now_ms() + MAX_CLOCK_SKEW_MS {
             return None; // from the future: wait for our clock
+        }
+        // Consensus evidence: the engine's signatures, which the ledger cannot check.
+        for (i, tx) in block.txs.iter().enumerate() {
+            if let flock_ledger::TxKind::ConsensusEvidence { fault } = &tx.tx.kind {
+                if let Err(e) = self.node.check_evidence(fault) {
+                    return Some(Err(format!("transaction {i}: {e}")));
+                }
+            }
         }
         // Header, sizes, chain id and every signature (Ledger::verify_block), then a dry run
         // of the whole block on a copy of the committed ledger: a finalized block always applies.

@@ -24,10 +24,14 @@
 //!   peers for it by hash.
 
 mod app;
+mod evidence;
 mod net;
 
 pub use app::{Application, Mailbox};
-pub use net::{deal_files, run_validator, CommitteeFile, ValidatorKeyFile, ValidatorProcess};
+pub use evidence::{fault_of, flock_key, verify_fault};
+pub use net::{
+    deal_files, reporter_keypair, run_validator, CommitteeFile, ValidatorKeyFile, ValidatorProcess,
+};
 
 use commonware_consensus::simplex::scheme::bls12381_threshold::vrf;
 use commonware_cryptography::bls12381::primitives::variant::MinSig;
@@ -114,6 +118,9 @@ pub struct EngineSettings {
     pub empty_block_delay: std::time::Duration,
     /// Where to record why this validator rejected a proposal (none: logged only).
     pub rejections: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
+    /// The key that signs the consensus evidence this validator reports (its identity key as
+    /// a flock account; none: faults are only logged).
+    pub reporter: Option<flock_primitives::Keypair>,
     /// Fault injection for tests: this validator proposes invalid blocks.
     #[doc(hidden)]
     pub byzantine: Option<Byzantine>,
@@ -127,6 +134,8 @@ pub enum Byzantine {
     BadSignature,
     /// The header's parent state root is not the parent's executed root.
     WrongParentRoot,
+    /// The block carries consensus evidence against an honest validator with a forged proof.
+    ForgedEvidence,
 }
 
 impl EngineSettings {
@@ -140,6 +149,7 @@ impl EngineSettings {
             timeout_retry: std::time::Duration::from_secs(5),
             empty_block_delay: std::time::Duration::ZERO,
             rejections: None,
+            reporter: None,
             byzantine: None,
         }
     }
@@ -185,11 +195,24 @@ where
     let epoch = Epoch::new(settings.epoch);
     let genesis = node.with_chain(|c| c.store().block_hash(flock_primitives::Height::GENESIS));
     let genesis = genesis.ok().flatten().unwrap_or(Hash::ZERO);
-    let (mut app, mailbox) =
-        Application::new(context.child("application"), node, scheme.clone(), epoch, me, blocks);
+    let (mut app, mailbox) = Application::new(
+        context.child("application"),
+        node.clone(),
+        scheme.clone(),
+        epoch,
+        me,
+        blocks,
+    );
     app.rejections = settings.rejections.clone();
     app.byzantine = settings.byzantine;
     app.empty_block_delay = settings.empty_block_delay;
+    app.reporter = settings.reporter.clone();
+    {
+        let scheme = scheme.clone();
+        node.set_evidence_check(crate::node::EvidenceCheck(std::sync::Arc::new(move |f| {
+            evidence::verify_fault(&scheme, epoch, f)
+        })));
+    }
     let app = app.start();
     let nz = |n: usize| NonZeroUsize::new(n).expect("nonzero");
     let cfg = Config {

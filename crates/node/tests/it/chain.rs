@@ -103,3 +103,58 @@ fn blocks_with_a_wrong_parent_root_or_seed_are_refused_untouched() {
     assert_eq!(node.with_chain(|c| (c.info(), c.ledger().state().digest())), before);
     node.apply_finalized(&block).unwrap();
 }
+
+/// Consensus evidence carries the engine's signatures, which only a BFT validator can check: a
+/// solo node refuses it at the mempool with a clear message, and nothing is slashed.
+#[test]
+fn a_solo_node_refuses_consensus_evidence() {
+    use flock_ledger::{consensus::*, StakeTarget};
+    let (node, seq, keys) = node();
+    node.submit(tx(
+        &keys[0],
+        0,
+        TxKind::Stake { target: StakeTarget::NETWORK, amount: Amount::flock(500) },
+    ))
+    .unwrap();
+    produce(&node, &seq);
+    let fault = ConsensusFault {
+        offender: keys[0].public(),
+        kind: FaultKind::ConflictingFinalize,
+        epoch: 0,
+        view: 3,
+        proof: vec![7; 300],
+    };
+    let err = node
+        .submit(tx(&keys[1], 0, TxKind::ConsensusEvidence { fault: Box::new(fault) }))
+        .unwrap_err();
+    assert_eq!(err.code(), "bad_evidence");
+    assert!(err.to_string().contains("no consensus engine"), "{err}");
+    assert_eq!(node.with_mempool(|mp| mp.len()), 0);
+    // With a check installed (what the BFT engine does), its verdict decides.
+    node.set_evidence_check(flock_node::EvidenceCheck(std::sync::Arc::new(|f| {
+        if f.view == 3 {
+            Ok(())
+        } else {
+            Err("signature does not verify".into())
+        }
+    })));
+    let mut fault = ConsensusFault {
+        offender: keys[0].public(),
+        kind: FaultKind::ConflictingFinalize,
+        epoch: 0,
+        view: 4,
+        proof: vec![7; 300],
+    };
+    let err = node
+        .submit(tx(&keys[1], 0, TxKind::ConsensusEvidence { fault: Box::new(fault.clone()) }))
+        .unwrap_err();
+    assert!(err.to_string().contains("signature does not verify"), "{err}");
+    fault.view = 3;
+    node.submit(tx(&keys[1], 0, TxKind::ConsensusEvidence { fault: Box::new(fault) })).unwrap();
+    produce(&node, &seq);
+    node.with_chain(|c| {
+        let st = c.ledger().state();
+        assert!(st.tombstone(&keys[0].address()).is_some());
+        assert_eq!(st.own_stake(&keys[0].address(), &StakeTarget::NETWORK), Amount::flock(475));
+    });
+}
