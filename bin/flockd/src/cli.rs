@@ -69,6 +69,16 @@ pub(crate) struct TestnetArgs {
     /// Write the network's files and exit without starting it.
     #[arg(long)]
     pub init_only: bool,
+    /// Once the network runs, play the devnet's AI Arena round on it (agents spread over the
+    /// nodes) and check that every node holds the same result.
+    #[arg(long)]
+    pub arena: bool,
+    /// With --arena: the quick variant (smaller corpus, fewer steps).
+    #[arg(long)]
+    pub quick: bool,
+    /// With --arena: stop the network after the round (exit status: whether it passed).
+    #[arg(long)]
+    pub exit_after_arena: bool,
 }
 
 #[derive(Debug, Args)]

@@ -398,3 +398,76 @@ fn bench_bft_vs_solo() {
         );
     }
 }
+
+/// A base port with BASE..BASE+n and BASE+100..BASE+100+n free (`flockd testnet`'s layout).
+fn free_base_port(n: u16) -> u16 {
+    let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+    let seed = std::process::id() as u16;
+    (0..2_000u16)
+        .map(|k| 20_000 + (seed.wrapping_mul(7).wrapping_add(k * 211)) % 40_000)
+        .find(|&b| (0..n).all(|i| free(b + i) && free(b + 100 + i)))
+        .expect("free ports")
+}
+
+/// The devnet's AI Arena round (real LoRA training and bits-per-byte scoring, quick variant)
+/// on a 4-validator `flockd testnet`: agents talk to different nodes, artifacts cross nodes,
+/// and every node ends with the same round result and the same blocks.
+#[test]
+fn arena_round_on_four_processes_same_result_everywhere() {
+    let t0 = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let base = free_base_port(N as u16);
+    let mut child = flockd()
+        .args(["testnet", "--nodes", "4", "--arena", "--quick", "--exit-after-arena"])
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--base-port")
+        .arg(base.to_string())
+        .env("FLOCK_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read both pipes on threads (a full pipe would stall the child).
+    let read = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = read(Box::new(child.stdout.take().unwrap()));
+    let err = read(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("flockd testnet --arena did not finish in 600 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    assert!(status.success(), "flockd testnet --arena failed:\n{out}\n{err}");
+    assert!(out.contains("network stake: 4 validators bonded"), "{out}");
+    assert!(out.contains("same arena result on all 4 nodes"), "{out}");
+    assert_eq!(out.matches("  [ok] ").count(), 6, "{out}");
+    assert!(!out.contains("[FAILED]"), "{out}");
+    // Artifacts crossed nodes: the base model the creator uploaded to node 0 was fetched by
+    // the trainers on nodes 1-3 from their own node, which got it from a peer; so some files
+    // are in every node's store.
+    let stored = |i: usize| -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(dir.join(format!("node-{i}")).join("artifacts"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.len() == 64)
+            .collect()
+    };
+    let everywhere =
+        (1..N).fold(stored(0), |acc, i| acc.intersection(&stored(i)).cloned().collect());
+    assert!(!everywhere.is_empty(), "no artifact reached every node");
+    eprintln!("arena on 4 processes: {:?}\n{out}", t0.elapsed());
+}

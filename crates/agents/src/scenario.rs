@@ -26,6 +26,10 @@ use std::{
 pub struct ArenaScenario {
     /// Node API URL.
     pub url: String,
+    /// More nodes of the same network: agent `i` talks to `[url, urls..][i % (1 + len)]`, so
+    /// uploads and downloads cross nodes (artifacts are fetched from peers) and transactions
+    /// enter through every node's mempool. Empty: every agent uses `url`.
+    pub urls: Vec<String>,
     /// Funded keys: creator, 4 trainers, copier, corrupt trainer, 4 validators, delegator (12).
     pub keys: Vec<Keypair>,
     /// Base model directory and the files of its bundle.
@@ -103,8 +107,10 @@ pub async fn run_arena_scenario(
     if s.keys.len() < 12 {
         return Err(AgentError::Protocol("the arena scenario needs 12 funded keys".into()));
     }
+    let nodes: Vec<&String> = std::iter::once(&s.url).chain(&s.urls).collect();
     let ctx = |i: usize| {
-        let mut c = AgentCtx::new(&s.url, s.keys[i].clone(), &s.work_dir.join(NAMES[i]), NAMES[i]);
+        let url = nodes[i % nodes.len()];
+        let mut c = AgentCtx::new(url, s.keys[i].clone(), &s.work_dir.join(NAMES[i]), NAMES[i]);
         c.poll = Duration::from_millis(100);
         c
     };

@@ -22,6 +22,7 @@ async fn a_real_round_ranks_trainers_by_validation_bpb() {
     let plan = |p: u32, steps: usize| TrainPlan { data_percent: p, steps, seed: 3 };
     let scenario = ArenaScenario {
         url: node.url(),
+        urls: vec![],
         keys,
         base_dir,
         base_files: BASE_FILES.iter().map(|s| (*s).to_owned()).collect(),

@@ -68,6 +68,7 @@ async fn arena_scenario_over_http() {
     let plan = |p: u32, steps: usize| TrainPlan { data_percent: p, steps, seed: 1 };
     let scenario = ArenaScenario {
         url: node.url(),
+        urls: vec![],
         keys: keys.clone(),
         base_dir: base,
         base_files: vec!["config.json".into(), "model.safetensors".into(), "tokenizer.json".into()],

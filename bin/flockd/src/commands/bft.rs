@@ -47,7 +47,19 @@ pub(crate) async fn node(a: NodeArgs, genesis: Genesis) -> anyhow::Result<()> {
 
 /// The dev accounts a testnet genesis funds (`Keypair::dev("testnet-I")`).
 pub(crate) fn testnet_accounts() -> Vec<Keypair> {
-    (0..8).map(|i| Keypair::dev(&format!("testnet-{i}"))).collect()
+    (0..TESTNET_ACCOUNTS).map(|i| Keypair::dev(&format!("testnet-{i}"))).collect()
+}
+
+const TESTNET_ACCOUNTS: usize = 12;
+/// Network stake each testnet validator bonds from its identity account once the network runs.
+const VALIDATOR_STAKE: u64 = 10_000;
+
+/// Validator `i`'s identity key as a flock account (it holds the validator's network stake).
+fn validator_account(dir: &std::path::Path, i: u32) -> anyhow::Result<Keypair> {
+    let committee = CommitteeFile::load(&dir.join("committee.json"))?;
+    let key = ValidatorKeyFile::load(&dir.join(format!("node-{i}")).join("validator.key"))?;
+    let (identity, _) = key.open(&committee)?;
+    flock_node::bft::reporter_keypair(&identity)
 }
 
 /// Writes a new network into `dir` (genesis, committee, one data dir and key per validator),
@@ -84,8 +96,6 @@ fn init(a: &TestnetArgs) -> anyhow::Result<()> {
         targets: vec![],
         sequencer: None,
     };
-    genesis.validate()?;
-    std::fs::write(dir.join("genesis.json"), serde_json::to_string_pretty(&genesis)?)?;
     let (committee, keys) = deal_files(&a.chain_id, a.nodes);
     for (i, k) in keys.iter().enumerate() {
         let d = dir.join(format!("node-{i}"));
@@ -93,6 +103,16 @@ fn init(a: &TestnetArgs) -> anyhow::Result<()> {
         k.save(&d.join("validator.key"))?;
     }
     committee.save(&dir.join("committee.json"))?;
+    // Each validator's identity account is funded to bond its network stake.
+    let mut genesis = genesis;
+    for i in 0..a.nodes {
+        let address = validator_account(dir, i)?.address();
+        genesis
+            .allocations
+            .push(Allocation { address, amount: Amount::flock(2 * VALIDATOR_STAKE) });
+    }
+    genesis.validate()?;
+    std::fs::write(dir.join("genesis.json"), serde_json::to_string_pretty(&genesis)?)?;
     Ok(())
 }
 
@@ -170,9 +190,34 @@ pub(crate) async fn testnet(a: TestnetArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "funded dev accounts: testnet-0 .. testnet-7 (keystore in {}); Ctrl-C stops the network",
+        "funded dev accounts: testnet-0 .. testnet-{} (keystore in {}); Ctrl-C stops the network",
+        TESTNET_ACCOUNTS - 1,
         a.dir.display()
     );
+    let urls: Vec<String> =
+        (0..a.nodes).map(|i| format!("http://{}", api_addr(a.base_port, i))).collect();
+    let setup = async {
+        wait_for_nodes(&urls).await?;
+        stake_validators(&a, &urls).await?;
+        if a.arena {
+            arena_on_every_node(&a, &urls).await?;
+        }
+        anyhow::Ok(())
+    };
+    let result = tokio::select! {
+        r = setup => r,
+        _ = flock_node::server::shutdown_signal() => {
+            stop(&mut children);
+            return Ok(());
+        }
+    };
+    if let Err(e) = &result {
+        eprintln!("flockd testnet: {e:#}");
+    }
+    if a.exit_after_arena || result.is_err() {
+        stop(&mut children);
+        return result;
+    }
     let mut check = tokio::time::interval(Duration::from_secs(1));
     let signal = flock_node::server::shutdown_signal();
     tokio::pin!(signal);
@@ -192,6 +237,93 @@ pub(crate) async fn testnet(a: TestnetArgs) -> anyhow::Result<()> {
         }
     }
     stop(&mut children);
+    Ok(())
+}
+
+/// Waits until every node's API answers and the chain has finalized a block.
+async fn wait_for_nodes(urls: &[String]) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    for url in urls {
+        let client = flock_node::Client::new(url);
+        loop {
+            let h = client.get("/v1/status").await.ok().and_then(|v| v["height"].as_u64());
+            if h.is_some_and(|h| h >= 1) {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("{url} did not finalize a block within 120 s (see its node.log)");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Each validator bonds network stake from its identity account (through its own node), so
+/// the ledger's staked validator set is the committee. Skipped where it already has stake.
+async fn stake_validators(a: &TestnetArgs, urls: &[String]) -> anyhow::Result<()> {
+    use flock_ledger::{StakeTarget, TxKind};
+    for (i, url) in urls.iter().enumerate() {
+        let key = validator_account(&a.dir, i as u32)?;
+        let client = flock_node::Client::new(url);
+        let account = client.get(&format!("/v1/accounts/{}", key.address())).await?;
+        let staked = account["stakes"].as_array().is_some_and(|s| !s.is_empty());
+        let balance = account["balance"]
+            .as_str()
+            .and_then(|b| Amount::from_base_str(b).ok())
+            .unwrap_or_default();
+        if staked || balance < Amount::flock(VALIDATOR_STAKE) {
+            continue;
+        }
+        let amount = Amount::flock(VALIDATOR_STAKE);
+        client.send_and_wait(&key, TxKind::Stake { target: StakeTarget::NETWORK, amount }).await?;
+    }
+    let v = flock_node::Client::new(&urls[0]).get("/v1/validators").await?;
+    let staked = v["staked_now"].as_array().map_or(0, Vec::len);
+    println!("network stake: {staked} validators bonded {VALIDATOR_STAKE} FLOCK each (GET /v1/validators)");
+    Ok(())
+}
+
+/// The devnet's AI Arena round with its agents spread over the nodes, then the round's result
+/// and a common block read from every node: they must be identical.
+async fn arena_on_every_node(a: &TestnetArgs, urls: &[String]) -> anyhow::Result<()> {
+    let keys = testnet_accounts();
+    let dir = a.dir.join("arena");
+    std::fs::create_dir_all(&dir)?;
+    println!(
+        "\nAI Arena on the {}-node network: agent i talks to node i mod {}",
+        urls.len(),
+        urls.len()
+    );
+    // BFT blocks come about every 50 ms on loopback; phases are budgets in blocks.
+    let (task, _) = super::devnet::arena(urls, keys, &dir, 40, a.quick, None).await?;
+    let path = format!("/v1/arena/tasks/{task}/rounds/0");
+    let mut results = Vec::new();
+    for url in urls {
+        results.push(flock_node::Client::new(url).get(&path).await?["result"].clone());
+    }
+    if results.iter().any(|r| r.is_null() || *r != results[0]) {
+        bail!("the nodes disagree on the arena result: {results:#?}");
+    }
+    // The same block (and so the same state root after its parent) on every node.
+    let mut height = u64::MAX;
+    for url in urls {
+        let h = flock_node::Client::new(url).get("/v1/status").await?["height"].as_u64();
+        height = height.min(h.unwrap_or(0));
+    }
+    let mut blocks = Vec::new();
+    for url in urls {
+        blocks.push(flock_node::Client::new(url).get(&format!("/v1/blocks/{height}")).await?);
+    }
+    if blocks.iter().any(|b| *b != blocks[0]) {
+        bail!("the nodes disagree on block {height}");
+    }
+    let winner = results[0]["ranking"][0]["node"].as_str().unwrap_or("?").to_owned();
+    println!(
+        "same arena result on all {} nodes (task {task}, winner {winner}); block {height} identical everywhere (state root before it {})",
+        urls.len(),
+        blocks[0]["header"]["parent_state_root"].as_str().unwrap_or("?")
+    );
     Ok(())
 }
 

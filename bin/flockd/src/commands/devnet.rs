@@ -95,8 +95,9 @@ pub(crate) async fn run(a: DevnetArgs, json: bool) -> anyhow::Result<()> {
     let mut result = if a.no_demo { Ok(()) } else { demo(&url, &genesis, json).await };
     let mut arena_task = None;
     if result.is_ok() && !a.no_demo && !a.no_arena {
-        match arena(&url, &dir, a.block_interval_ms.max(1), a.quick, a.base_model.as_deref()).await
-        {
+        let keys = (0..12).map(dev_key).collect();
+        let interval = a.block_interval_ms.max(1);
+        match arena(&[url.clone()], keys, &dir, interval, a.quick, a.base_model.as_deref()).await {
             Ok(t) => arena_task = Some(t),
             Err(e) => result = Err(e),
         }
@@ -131,9 +132,12 @@ pub(crate) async fn run(a: DevnetArgs, json: bool) -> anyhow::Result<()> {
 
 /// The AI Arena round: a creator opens a Text2SQL task on a tiny base model, four trainers of
 /// different quality fine-tune LoRA adapters, a copier and a corrupt submission try their luck,
-/// four validators (one lazy, one silent) score the submissions in bits per byte.
-async fn arena(
-    url: &str,
+/// four validators (one lazy, one silent) score the submissions in bits per byte. Agents spread
+/// over the nodes in `urls` (12 funded `keys`); `interval_ms` is the expected block interval
+/// (phases are wall-clock budgets turned into blocks).
+pub(crate) async fn arena(
+    urls: &[String],
+    keys: Vec<Keypair>,
     dir: &std::path::Path,
     interval_ms: u64,
     quick: bool,
@@ -182,8 +186,9 @@ async fn arena(
     };
     let plan = |p: u32, s: usize| TrainPlan { data_percent: p, steps: s, seed: 3 };
     let scenario = ArenaScenario {
-        url: url.to_owned(),
-        keys: (0..12).map(dev_key).collect(),
+        url: urls.first().context("no node to run the arena on")?.clone(),
+        urls: urls.iter().skip(1).cloned().collect(),
+        keys,
         base_dir,
         base_files: BASE_FILES.iter().map(|s| (*s).to_owned()).collect(),
         training_jsonl: task.training_jsonl,

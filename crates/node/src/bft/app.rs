@@ -499,6 +499,7 @@ where
     /// Drops what the new tip made stale.
     fn after_commit(&mut self) {
         let tip = self.node.tip();
+        self.compare_validator_set(tip.height);
         self.blocks.retain(|_, b| b.header.height > tip.height);
         // (Own proposals at committed heights were settled in `apply_finalized`.)
         self.own.retain(|b| b.header.height > tip.height);
@@ -509,6 +510,39 @@ where
         let now = self.context.current();
         self.requested
             .retain(|_, at| now.duration_since(*at).unwrap_or_default() < REQUEST_RETRY * 20);
+    }
+
+    /// At a ledger epoch boundary, compares the validator set the ledger recorded from the
+    /// network stakes with the committee this engine signs with. The committee does not rotate
+    /// by itself (that needs a resharing of the threshold key), so a difference is reported
+    /// for the operators.
+    fn compare_validator_set(&mut self, height: Height) {
+        let set = self.node.with_chain(|c| {
+            let len = c.ledger().params().epoch_length;
+            (height.0 > 0 && height.0 % len == 0)
+                .then(|| c.ledger().state().validator_set(height.0 / len))
+                .flatten()
+        });
+        let Some(set) = set else { return };
+        let staked: std::collections::BTreeSet<_> = set.iter().map(|m| m.address).collect();
+        let committee: std::collections::BTreeSet<_> =
+            self.scheme.participants().iter().map(proposer_address).collect();
+        if staked == committee {
+            tracing::info!(
+                height = height.0,
+                validators = staked.len(),
+                "the staked validator set is the committee"
+            );
+        } else {
+            let joining = staked.difference(&committee).count();
+            let leaving = committee.difference(&staked).count();
+            tracing::warn!(
+                height = height.0,
+                joining,
+                leaving,
+                "the staked validator set differs from the committee; the committee keeps signing until it is re-dealt"
+            );
+        }
     }
 
     /// The header seed and its proof for a block whose parent is at `parent_view`.
