@@ -404,7 +404,7 @@ fn free_base_port(n: u16) -> u16 {
     let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
     let seed = std::process::id() as u16;
     (0..2_000u16)
-        .map(|k| 20_000 + (seed.wrapping_mul(7).wrapping_add(k * 211)) % 40_000)
+        .map(|k| (20_000 + (u32::from(seed) * 7 + u32::from(k) * 211) % 40_000) as u16)
         .find(|&b| (0..n).all(|i| free(b + i) && free(b + 100 + i)))
         .expect("free ports")
 }

@@ -166,6 +166,12 @@ pub async fn run_arena_scenario(
         a.client.send_and_wait(&a.key, TxKind::SetShare { share }).await?;
     }
     let d = ctx(11);
+    // The pool must exist on the delegator's own node (another node of the network may have
+    // committed the pool's opening a block earlier).
+    let pool = format!("/v1/pools/{}", s.keys[1].address());
+    while d.client.get(&pool).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     d.client
         .send_and_wait(
             &d.key,
@@ -238,7 +244,15 @@ pub async fn run_arena_scenario(
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
 
-    // Delegators of the winner claim their share.
+    // Delegators of the winner claim their share, once their own node has the settlement
+    // (on a multi-node network it may be a block behind the creator's).
+    loop {
+        let lb = d.client.get(&format!("/v1/arena/tasks/{task}/leaderboard")).await?;
+        if !lb["result"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let claim = d
         .client
         .send_and_wait(

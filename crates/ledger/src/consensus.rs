@@ -26,6 +26,10 @@ use serde::{Deserialize, Serialize};
 /// Largest `proof` of a [`ConsensusFault`] (two votes with their signatures are far smaller).
 pub const MAX_FAULT_PROOF_BYTES: usize = 8 * 1024;
 
+/// Most [`crate::TxKind::ConsensusEvidence`] transactions in one block (a proposer stops taking
+/// transactions from its mempool at the first evidence over the limit).
+pub const MAX_EVIDENCE_PER_BLOCK: usize = 8;
+
 /// An attributable consensus fault.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,

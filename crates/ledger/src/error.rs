@@ -456,6 +456,15 @@ pub enum BlockError {
         /// Limit.
         max: usize,
     },
+    /// More consensus evidence than a block may carry (each proof costs every validator
+    /// signature checks).
+    #[error("block carries {got} consensus evidence transactions, over the limit of {max}")]
+    TooMuchEvidence {
+        /// Count.
+        got: usize,
+        /// Limit.
+        max: usize,
+    },
     /// A transaction that no honest proposer would include (bad signature, chain id, nonce).
     #[error("transaction {index} is invalid: {error}")]
     InvalidTx {

@@ -218,6 +218,15 @@ impl Ledger {
                 max: self.params.max_block_txs as usize,
             });
         }
+        let evidence = block
+            .txs
+            .iter()
+            .filter(|t| matches!(t.tx.kind, TxKind::ConsensusEvidence { .. }))
+            .count();
+        let max = crate::consensus::MAX_EVIDENCE_PER_BLOCK;
+        if evidence > max {
+            return Err(BlockError::TooMuchEvidence { got: evidence, max });
+        }
         let encoded: Vec<Vec<u8>> = block.txs.iter().map(SignedTx::encode).collect();
         let hashes: Vec<Hash> = encoded.iter().map(|b| Hash::of(b)).collect();
         if tx_root(&hashes) != h.tx_root {

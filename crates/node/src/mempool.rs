@@ -131,7 +131,20 @@ impl Mempool {
 
     /// Takes up to `max` transactions, oldest first, for the next block.
     pub fn take(&mut self, max: usize) -> Vec<SignedTx> {
-        let n = max.min(self.queue.len());
+        // A prefix of the queue (nonce order stays intact) with at most
+        // MAX_EVIDENCE_PER_BLOCK consensus evidence transactions.
+        let mut evidence = 0;
+        let n = self
+            .queue
+            .iter()
+            .take(max)
+            .position(|(_, tx, _)| {
+                if matches!(tx.tx.kind, flock_ledger::TxKind::ConsensusEvidence { .. }) {
+                    evidence += 1;
+                }
+                evidence > flock_ledger::consensus::MAX_EVIDENCE_PER_BLOCK
+            })
+            .unwrap_or(max.min(self.queue.len()));
         let mut out = Vec::with_capacity(n);
         for (hash, tx, size) in self.queue.drain(..n) {
             self.hashes.remove(&hash);

@@ -97,22 +97,21 @@ fn init(a: &TestnetArgs) -> anyhow::Result<()> {
         sequencer: None,
     };
     let (committee, keys) = deal_files(&a.chain_id, a.nodes);
+    // Each validator's identity account is funded to bond its network stake.
+    let mut genesis = genesis;
     for (i, k) in keys.iter().enumerate() {
         let d = dir.join(format!("node-{i}"));
         std::fs::create_dir_all(&d)?;
         k.save(&d.join("validator.key"))?;
-    }
-    committee.save(&dir.join("committee.json"))?;
-    // Each validator's identity account is funded to bond its network stake.
-    let mut genesis = genesis;
-    for i in 0..a.nodes {
-        let address = validator_account(dir, i)?.address();
-        genesis
-            .allocations
-            .push(Allocation { address, amount: Amount::flock(2 * VALIDATOR_STAKE) });
+        let (identity, _) = k.open(&committee)?;
+        let address = flock_node::bft::reporter_keypair(&identity)?.address();
+        let amount = Amount::flock(2 * VALIDATOR_STAKE);
+        genesis.allocations.push(Allocation { address, amount });
     }
     genesis.validate()?;
     std::fs::write(dir.join("genesis.json"), serde_json::to_string_pretty(&genesis)?)?;
+    // Last: its presence marks a complete network directory.
+    committee.save(&dir.join("committee.json"))?;
     Ok(())
 }
 

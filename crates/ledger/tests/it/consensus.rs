@@ -162,3 +162,21 @@ fn validator_sets_follow_network_stakes_at_epoch_boundaries() {
     // Epoch 1's record is kept.
     assert_eq!(l.state().validator_set(1).unwrap(), set);
 }
+
+#[test]
+fn a_block_carries_a_bounded_amount_of_evidence() {
+    use flock_ledger::{consensus::MAX_EVIDENCE_PER_BLOCK, test_utils::next_block, BlockError};
+    let (mut l, k) = fresh();
+    let txs: Vec<SignedTx> = (0..=MAX_EVIDENCE_PER_BLOCK as u64)
+        .map(|i| sign(&Keypair::dev(&format!("r{i}")), 0, fault(&k[0], i)))
+        .collect();
+    let before = l.state().digest();
+    let block = next_block(&l, txs.clone());
+    let err = l.apply_block(&block).unwrap_err();
+    assert!(matches!(err, BlockError::TooMuchEvidence { got, max } if got == max + 1), "{err}");
+    assert_eq!(l.state().digest(), before);
+    // At the limit the block is valid (the evidence fails: nothing at stake).
+    let block = next_block(&l, txs[..MAX_EVIDENCE_PER_BLOCK].to_vec());
+    let r = l.apply_block(&block).unwrap();
+    assert!(r.txs.iter().all(|t| matches!(t.status, TxStatus::Failed { .. })));
+}

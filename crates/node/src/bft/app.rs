@@ -38,6 +38,8 @@ const MAX_CATCH_UP_BLOCKS: usize = 1_000_000;
 const MAX_PENDING_FAULTS: usize = 1_024;
 /// Blocks between two attempts to report a fault that has not landed.
 const FAULT_RETRY_BLOCKS: u64 = 10;
+/// Blocks after which a fault whose evidence never lands is dropped.
+const FAULT_GIVE_UP_BLOCKS: u64 = 10_000;
 /// Largest block message accepted from a peer.
 const MAX_BLOCK_BYTES: usize = 64 << 20;
 
@@ -163,9 +165,17 @@ pub struct Application<E, S, R> {
     walk: Option<Walk>,
     /// The key that signs consensus evidence (this validator's identity, as a flock account).
     pub(crate) reporter: Option<flock_primitives::Keypair>,
-    /// Faults to report, by offender, with the height of the last attempt.
-    faults_pending:
-        BTreeMap<flock_primitives::Address, (flock_ledger::consensus::ConsensusFault, Option<u64>)>,
+    /// Verified faults to report, by offender.
+    faults_pending: BTreeMap<flock_primitives::Address, PendingFault>,
+}
+
+/// A verified fault waiting for its evidence to land.
+struct PendingFault {
+    fault: flock_ledger::consensus::ConsensusFault,
+    /// Height when it was queued.
+    since: Option<u64>,
+    /// Height of the last submission.
+    last: Option<u64>,
 }
 
 /// Where the walk from a finalized block back to the tip stopped for a missing block.
@@ -300,8 +310,19 @@ where
                     Some(fault) => {
                         let offender = fault.offender_address();
                         tracing::warn!(%offender, kind = %fault.kind, view = fault.view, "consensus fault");
-                        if self.faults_pending.len() < MAX_PENDING_FAULTS {
-                            self.faults_pending.entry(offender).or_insert((fault, None));
+                        // The engine reports conflicts before checking their signatures: queue
+                        // only evidence that holds (a forged vote must not crowd out the real
+                        // equivocation of the same validator).
+                        if let Err(e) =
+                            super::evidence::verify_fault(&self.scheme, self.epoch, &fault)
+                        {
+                            tracing::warn!(%offender, error = %e, "a reported fault does not verify; ignored");
+                        } else if self.faults_pending.len() < MAX_PENDING_FAULTS {
+                            self.faults_pending.entry(offender).or_insert(PendingFault {
+                                fault,
+                                since: None,
+                                last: None,
+                            });
                         }
                     }
                     None => tracing::warn!("a consensus fault by a signer outside the committee"),
@@ -379,12 +400,20 @@ where
             self.node.with_chain(|c| c.ledger().state().tombstone(a).is_some())
         };
         let pending = std::mem::take(&mut self.faults_pending);
-        for (offender, (fault, last)) in pending {
+        for (offender, mut p) in pending {
             if tombstoned(&offender) {
                 continue;
             }
-            if last.is_some_and(|h| tip.height.0 < h + FAULT_RETRY_BLOCKS) {
-                self.faults_pending.insert(offender, (fault, last));
+            let since = *p.since.get_or_insert(tip.height.0);
+            if tip.height.0 > since + FAULT_GIVE_UP_BLOCKS {
+                tracing::warn!(%offender, "consensus evidence never landed; giving up");
+                continue;
+            }
+            // Wait between attempts, and while a transaction of ours is still in the mempool.
+            let ours_pending = self.node.with_mempool(|mp| mp.next_nonce(&key.address()))
+                > self.node.with_chain(|c| c.ledger().state().account(&key.address()).nonce);
+            if ours_pending || p.last.is_some_and(|h| tip.height.0 < h + FAULT_RETRY_BLOCKS) {
+                self.faults_pending.insert(offender, p);
                 continue;
             }
             let nonce = self.node.with_mempool(|mp| mp.next_nonce(&key.address()));
@@ -392,7 +421,7 @@ where
                 chain_id: tip.chain_id.clone(),
                 signer: key.public(),
                 nonce,
-                kind: flock_ledger::TxKind::ConsensusEvidence { fault: Box::new(fault.clone()) },
+                kind: flock_ledger::TxKind::ConsensusEvidence { fault: Box::new(p.fault.clone()) },
             }
             .sign(&key);
             match self.node.submit(tx) {
@@ -401,7 +430,8 @@ where
                     tracing::info!(%offender, error = %e, "consensus evidence not admitted yet")
                 }
             }
-            self.faults_pending.insert(offender, (fault, Some(tip.height.0)));
+            p.last = Some(tip.height.0);
+            self.faults_pending.insert(offender, p);
         }
     }
 
@@ -481,6 +511,7 @@ where
                 match self.node.apply_finalized(&block) {
                     Ok(c) => {
                         self.committed.insert(h, c.info.height);
+                        self.compare_validator_set(c.info.height);
                         tracing::debug!(height = c.info.height.0, txs = c.tx_count, "finalized");
                     }
                     Err(e) => {
@@ -499,7 +530,6 @@ where
     /// Drops what the new tip made stale.
     fn after_commit(&mut self) {
         let tip = self.node.tip();
-        self.compare_validator_set(tip.height);
         self.blocks.retain(|_, b| b.header.height > tip.height);
         // (Own proposals at committed heights were settled in `apply_finalized`.)
         self.own.retain(|b| b.header.height > tip.height);
@@ -709,6 +739,16 @@ where
         if h.time_ms > self.now_ms() + MAX_CLOCK_SKEW_MS {
             return None; // from the future: wait for our clock
         }
+        // Header, sizes (at most MAX_EVIDENCE_PER_BLOCK evidence), chain id and every
+        // signature (Ledger::verify_block), then a dry run of the whole block on a copy of the
+        // committed ledger: a finalized block always applies.
+        let r = self.node.with_chain(|c| {
+            let mut ledger = c.ledger().clone();
+            ledger.apply_block(block).map(|_| ())
+        });
+        if let Err(e) = r {
+            return Some(Err(e.to_string()));
+        }
         // Consensus evidence: the engine's signatures, which the ledger cannot check.
         for (i, tx) in block.txs.iter().enumerate() {
             if let flock_ledger::TxKind::ConsensusEvidence { fault } = &tx.tx.kind {
@@ -717,13 +757,7 @@ where
                 }
             }
         }
-        // Header, sizes, chain id and every signature (Ledger::verify_block), then a dry run
-        // of the whole block on a copy of the committed ledger: a finalized block always applies.
-        let r = self.node.with_chain(|c| {
-            let mut ledger = c.ledger().clone();
-            ledger.apply_block(block).map(|_| ())
-        });
-        Some(r.map_err(|e| e.to_string()))
+        Some(Ok(()))
     }
 
     fn serve_verifies(&mut self) {

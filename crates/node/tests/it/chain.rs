@@ -3,7 +3,7 @@
 use crate::common::*;
 use flock_ledger::{SeedProof, TxKind};
 use flock_node::{Chain, ChainError};
-use flock_primitives::{Amount, Hash};
+use flock_primitives::{Amount, Hash, Keypair};
 use flock_storage::{MemStore, RedbStore};
 
 #[test]
@@ -157,4 +157,38 @@ fn a_solo_node_refuses_consensus_evidence() {
         assert!(st.tombstone(&keys[0].address()).is_some());
         assert_eq!(st.own_stake(&keys[0].address(), &StakeTarget::NETWORK), Amount::flock(475));
     });
+}
+
+/// A proposer takes at most MAX_EVIDENCE_PER_BLOCK evidence transactions into one block (the
+/// ledger refuses blocks with more), stopping at the first one over: the queue's order, and so
+/// every sender's nonce order, is kept.
+#[test]
+fn the_mempool_takes_a_bounded_amount_of_evidence_per_block() {
+    use flock_ledger::consensus::*;
+    let (node, _seq, keys) = node();
+    let evidence = |i: u64| {
+        let k = Keypair::dev(&format!("reporter-{i}"));
+        let fault = ConsensusFault {
+            offender: keys[0].public(),
+            kind: FaultKind::ConflictingNotarize,
+            epoch: 0,
+            view: i,
+            proof: vec![1; 100],
+        };
+        tx(&k, 0, TxKind::ConsensusEvidence { fault: Box::new(fault) })
+    };
+    let transfer = |n: u64| {
+        tx(&keys[1], n, TxKind::Transfer { to: keys[2].address(), amount: Amount::flock(1) })
+    };
+    let mut queue = vec![transfer(0)];
+    queue.extend((0..12).map(evidence));
+    queue.push(transfer(1));
+    let taken = node.with_mempool(|mp| {
+        mp.restore(queue);
+        mp.take(1_000)
+    });
+    assert_eq!(taken.len(), 1 + MAX_EVIDENCE_PER_BLOCK);
+    let rest = node.with_mempool(|mp| mp.take(1_000));
+    assert_eq!(rest.len(), 12 - MAX_EVIDENCE_PER_BLOCK + 1);
+    assert!(matches!(rest.last().unwrap().tx.kind, TxKind::Transfer { .. }));
 }
