@@ -167,11 +167,10 @@ fn init(dir: &Path) -> Genesis {
     Genesis::from_json(&std::fs::read_to_string(dir.join("genesis.json")).unwrap()).unwrap()
 }
 
-#[test]
-fn four_processes_finalize_survive_a_kill_and_catch_up() {
-    let t0 = Instant::now();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("net");
+/// A fresh four-validator network in `tmp` (files from `flockd testnet --init-only`), started,
+/// once every node has finalized two blocks.
+fn start_net(tmp: &Path) -> (Net, Genesis) {
+    let dir = tmp.join("net");
     let genesis = init(&dir);
     let ports = free_ports(2 * N);
     let mut net = Net {
@@ -187,6 +186,15 @@ fn four_processes_finalize_survive_a_kill_and_catch_up() {
     wait_until("all four finalize blocks", 60, || {
         (0..N).all(|i| height(&c, &net.url(i)).is_some_and(|h| h >= 2))
     });
+    (net, genesis)
+}
+
+#[test]
+fn four_processes_finalize_survive_a_kill_and_catch_up() {
+    let t0 = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut net, genesis) = start_net(tmp.path());
+    let c = http();
     eprintln!("4 validators finalizing after {:?}", t0.elapsed());
 
     // Transactions sent to different nodes all land, on every node.
@@ -312,22 +320,8 @@ fn bench_bft_vs_solo() {
     // Four BFT validators.
     {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("net");
-        let genesis = init(&dir);
-        let ports = free_ports(2 * N);
-        let mut net = Net {
-            dir,
-            api: ports[..N].to_vec(),
-            p2p: ports[N..].to_vec(),
-            procs: (0..N).map(|_| None).collect(),
-        };
-        for i in 0..N {
-            net.start(i);
-        }
+        let (net, genesis) = start_net(tmp.path());
         let c = http();
-        wait_until("finalizing", 60, || {
-            (0..N).all(|i| height(&c, &net.url(i)).is_some_and(|h| h >= 2))
-        });
         let urls: Vec<String> = (0..N).map(|i| net.url(i)).collect();
         let h0 = height(&c, &urls[0]).unwrap();
         let secs = load(&genesis.chain_id, &urls, &keys, 0, per_sender);
