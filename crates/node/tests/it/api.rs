@@ -244,3 +244,47 @@ async fn events_with_large_numbers_serialize() {
     assert_eq!(delegated["event"], "delegated", "{ev}");
     assert_eq!(delegated["shares"], Amount::flock(5_000).0.to_string());
 }
+
+/// `GET /v1/validators`: the staked set now, the set recorded at the last epoch boundary
+/// (epoch_length 5 here), and evidence posted to a solo node refused with a typed error.
+#[tokio::test]
+async fn validators_follow_network_stake_and_evidence_needs_an_engine() {
+    let (node, seq, keys) = node();
+    let app = router(node.clone());
+    let (_, v) = get(&app, "/v1/validators").await;
+    assert_eq!(v["staked_now"], json!([]));
+    assert!(v["set"].is_null(), "no epoch has ended: {v}");
+    for (i, amount) in [(0, 300), (1, 200)] {
+        let t = tx(
+            &keys[i],
+            0,
+            TxKind::Stake { target: StakeTarget::NETWORK, amount: Amount::flock(amount) },
+        );
+        assert_eq!(post_json(&app, serde_json::to_vec(&t).unwrap()).await.0, StatusCode::ACCEPTED);
+    }
+    while node.tip().height.0 < 5 {
+        produce(&node, &seq);
+    }
+    let (status, v) = get(&app, "/v1/validators").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["epoch"], 1);
+    let addrs = |x: &Value| -> Vec<String> {
+        x.as_array().unwrap().iter().map(|m| m["address"].as_str().unwrap().to_owned()).collect()
+    };
+    let want = vec![keys[0].address().to_string(), keys[1].address().to_string()];
+    assert_eq!(addrs(&v["set"]), want, "{v}");
+    assert_eq!(addrs(&v["staked_now"]), want);
+
+    let fault = flock_ledger::consensus::ConsensusFault {
+        offender: keys[0].public(),
+        kind: flock_ledger::consensus::FaultKind::ConflictingNotarize,
+        epoch: 0,
+        view: 1,
+        proof: vec![3; 64],
+    };
+    let t = tx(&keys[2], 0, TxKind::ConsensusEvidence { fault: Box::new(fault) });
+    let r = post_json(&app, serde_json::to_vec(&t).unwrap()).await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "bad_evidence");
+    let (_, acc) = get(&app, &format!("/v1/accounts/{}", keys[0].address())).await;
+    assert!(acc["tombstone"].is_null());
+}
