@@ -106,8 +106,15 @@ impl State {
             return Err(TxError::PoolInsolvent(*operator));
         } else {
             mul_div_floor(amount.0, pool.total_shares, pool.total_amount.0)
-                .ok_or(TxError::Internal("share overflow"))?
+                .ok_or(TxError::PoolShareLimit { operator: *operator, amount })?
         };
+        // After deep slashes a share is worth little, and a large deposit mints a share count
+        // that the pool's total cannot hold: refused as the sender's error, never a block
+        // failure.
+        let new_total = pool
+            .total_shares
+            .checked_add(shares)
+            .ok_or(TxError::PoolShareLimit { operator: *operator, amount })?;
         if shares == 0 {
             return Err(TxError::BelowMinDelegation { min: params.min_delegation, got: amount });
         }
@@ -121,8 +128,7 @@ impl State {
         d.accrue(now);
         d.shares = d.shares.checked_add(shares).ok_or(TxError::Internal("share overflow"))?;
         d.last_deposit = now;
-        pool.total_shares =
-            pool.total_shares.checked_add(shares).ok_or(TxError::Internal("share overflow"))?;
+        pool.total_shares = new_total;
         pool.total_amount =
             pool.total_amount.checked_add(amount).ok_or(TxError::Internal("pool overflow"))?;
         self.pools.insert(*operator, pool);

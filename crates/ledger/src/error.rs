@@ -162,6 +162,18 @@ pub enum TxError {
     /// The pool lost everything to slashing and takes no deposits.
     #[error("the pool of {0} was slashed to zero and takes no deposits")]
     PoolInsolvent(Address),
+    /// Slashing left the pool's shares worth so little that this deposit would mint more
+    /// shares than the pool can count.
+    #[error(
+        "the pool of {operator} was slashed so deeply that {amount} would mint more shares than \
+         a pool can hold; delegate less"
+    )]
+    PoolShareLimit {
+        /// The operator.
+        operator: Address,
+        /// The deposit asked.
+        amount: Amount,
+    },
     /// Nothing to claim.
     #[error("nothing to claim")]
     NothingToClaim,
@@ -369,6 +381,7 @@ impl TxError {
             Self::DelegationLocked { .. } => "delegation_locked",
             Self::InsufficientDelegation { .. } => "insufficient_delegation",
             Self::PoolInsolvent(_) => "pool_insolvent",
+            Self::PoolShareLimit { .. } => "pool_share_limit",
             Self::NothingToClaim => "nothing_to_claim",
             Self::UnknownTask(_) => "unknown_task",
             Self::InvalidTask(_) => "invalid_task",

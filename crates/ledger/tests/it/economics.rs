@@ -172,6 +172,36 @@ fn slash_reaches_delegators_pro_rata_and_splits_proceeds() {
 }
 
 #[test]
+fn a_deposit_too_large_for_a_deeply_slashed_pool_fails_as_a_transaction_not_a_block() {
+    // Found by the supply property test: three 99.9999% slashes leave the pool's 1,000 FLOCK of
+    // shares backed by 1,000 wei, so one FLOCK buys 10^36 shares and 1,000 FLOCK would need
+    // 10^39 (over u128). That deposit must fail with a typed error inside an applied block; it
+    // used to fail the whole block as an internal error, which halts a chain.
+    let (mut l, k) = operator_with_pool();
+    let (op, delegator) = (k[0].address(), k[2].address());
+    let p = l.params().clone();
+    for _ in 0..3 {
+        let r = Ppm::from_ppm(999_999).unwrap();
+        l.state_mut().slash(&op, &TASK, r, None, "test", &p, &mut Vec::new()).unwrap();
+        l.state_mut().clear_undo();
+    }
+    let pool = l.state().pools.get(&op).unwrap().clone();
+    assert_eq!(pool.total_amount, Amount(1_000));
+    let balance = l.state().balance(&delegator);
+    let tx = sign(&k[2], 0, TxKind::Delegate { operator: op, amount: flock(1_000) });
+    let r = apply(&mut l, vec![tx]).expect("the block applies");
+    let TxStatus::Failed { code, message } = &r.txs[0].status else { panic!("{:?}", r.txs[0]) };
+    assert_eq!(code, "pool_share_limit", "{message}");
+    assert!(message.contains("delegate less"), "{message}");
+    assert_eq!(l.state().balance(&delegator), balance);
+    assert_eq!(l.state().pools.get(&op).unwrap().total_shares, pool.total_shares);
+    assert_conserved(&l);
+    // A smaller deposit into the same pool still works and is valued fairly.
+    run(&mut l, &k[2], TxKind::Delegate { operator: op, amount: flock(1) });
+    assert_eq!(l.state().delegation_value(&op, &delegator), flock(1));
+}
+
+#[test]
 fn emission_decays_and_stops_at_the_cap() {
     let p = Params { reward_per_epoch: flock(1_000), decay_period_epochs: 2, ..params() };
     assert_eq!(scheduled_emission(&p, 2), flock(900));

@@ -191,8 +191,13 @@ fn drive(ops: &[Op], p: Params) -> Vec<flock_primitives::Hash> {
     digests
 }
 
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // PROPTEST_CASES=5000 hunts longer; CI runs 48 fresh cases on every run.
+    #![proptest_config(ProptestConfig { cases: cases(48), ..ProptestConfig::default() })]
 
     #[test]
     fn supply_is_conserved_and_replay_is_deterministic(ops in proptest::collection::vec(op(), 1..120)) {
