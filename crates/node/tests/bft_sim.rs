@@ -72,6 +72,11 @@ struct Scenario {
     stake_validators: bool,
     /// Cut one validator off the network mid-run, then heal it.
     partition: Option<Partition>,
+    /// Every link's latency, jitter and delivery rate (default: 20 ± 5 ms, lossless).
+    link: Option<Link>,
+    /// A validator that joins late: it starts, with an empty store and no engine journal,
+    /// once the others have committed this many blocks.
+    late: Option<(usize, u64)>,
 }
 
 /// One validator cut off from every peer (both directions) once the others reach `at`, and
@@ -190,11 +195,11 @@ fn simulate(sc: Scenario) -> Outcome {
         )
         .await;
         network.start();
-        let link = Link {
+        let link = sc.link.clone().unwrap_or(Link {
             latency: Duration::from_millis(20),
             jitter: Duration::from_millis(5),
             success_rate: probability!(1.0),
-        };
+        });
         for a in &fixture.participants {
             for b in &fixture.participants {
                 if a != b {
@@ -207,28 +212,9 @@ fn simulate(sc: Scenario) -> Outcome {
         let mut nodes = Vec::new();
         let sinks: Vec<_> =
             (0..n).map(|_| std::sync::Arc::new(std::sync::Mutex::new(Vec::new()))).collect();
-        for (i, pk) in fixture.participants.iter().enumerate() {
-            let control = oracle.control(pk.clone());
-            let mut channels = Vec::new();
-            for ch in [
-                bft::VOTE_CHANNEL,
-                bft::CERTIFICATE_CHANNEL,
-                bft::RESOLVER_CHANNEL,
-                bft::BLOCK_CHANNEL,
-            ] {
-                channels.push(control.register(ch, quota).await.unwrap());
-            }
-            if offline.contains(&i) {
-                nodes.push(None);
-                continue;
-            }
-            if sc.equivocator == Some(i) {
-                let [votes, ..]: [_; 4] = channels.try_into().unwrap_or_else(|_| unreachable!());
-                let scheme = fixture.schemes[i].clone();
-                context.child("equivocator").spawn(move |_| equivocate(scheme, votes));
-                nodes.push(None);
-                continue;
-            }
+        // Starts validator `i` on its channels, on a fresh in-memory store.
+        let start_one = |i: usize, channels: Vec<_>| -> Node {
+            let pk = &fixture.participants[i];
             let chain = Chain::open(Box::new(MemStore::new()), genesis.clone()).unwrap();
             let node = Node::new(chain, MempoolLimits::default());
             if sc.stake_validators {
@@ -261,7 +247,37 @@ fn simulate(sc: Scenario) -> Outcome {
                 settings,
                 channels,
             );
-            nodes.push(Some(node));
+            node
+        };
+        let mut late_channels = None;
+        for (i, pk) in fixture.participants.iter().enumerate() {
+            let control = oracle.control(pk.clone());
+            let mut channels = Vec::new();
+            for ch in [
+                bft::VOTE_CHANNEL,
+                bft::CERTIFICATE_CHANNEL,
+                bft::RESOLVER_CHANNEL,
+                bft::BLOCK_CHANNEL,
+            ] {
+                channels.push(control.register(ch, quota).await.unwrap());
+            }
+            if offline.contains(&i) {
+                nodes.push(None);
+                continue;
+            }
+            if sc.equivocator == Some(i) {
+                let [votes, ..]: [_; 4] = channels.try_into().unwrap_or_else(|_| unreachable!());
+                let scheme = fixture.schemes[i].clone();
+                context.child("equivocator").spawn(move |_| equivocate(scheme, votes));
+                nodes.push(None);
+                continue;
+            }
+            if sc.late.is_some_and(|(l, _)| l == i) {
+                late_channels = Some(channels);
+                nodes.push(None);
+                continue;
+            }
+            nodes.push(Some(start_one(i, channels)));
         }
 
         let started = context.current();
@@ -298,6 +314,16 @@ fn simulate(sc: Scenario) -> Outcome {
             }
             if cut || (sc.partition.is_some() && partitioned_tips.is_none()) {
                 continue;
+            }
+            if let Some((late, at)) = sc.late {
+                if nodes[late].is_none() {
+                    let others = nodes.iter().flatten().map(|n| n.tip().height.0).min();
+                    if others.unwrap_or(0) >= at {
+                        let channels = late_channels.take().expect("the late validator's channels");
+                        nodes[late] = Some(start_one(late, channels));
+                    }
+                    continue;
+                }
             }
             let tombstoned = |node: &Node| match sc.equivocator {
                 Some(e) if sc.until_tombstoned => node.with_chain(|c| {
@@ -482,6 +508,66 @@ fn a_partitioned_validator_falls_behind_then_catches_up() {
     assert_eq!(o.txs_landed, 20, "every validator's transfers landed, the cut-off one's too");
     eprintln!(
         "partition: validator 3 at {mine} when the others were at {others}; caught up; virtual {:?}, wall {:?}",
+        o.elapsed_virtual,
+        t.elapsed()
+    );
+}
+
+/// A slow, lossy network (one message in five lost, 80 ± 60 ms): views time out, some are
+/// nullified, blocks are fetched again, and the validators still finalize every transfer and
+/// agree on every root.
+#[test]
+#[ignore = "known liveness bug: seed 13 stalls at height 20 (a view notarized but not finalized; the next leader must build on it and the application waits for its finalization)"]
+fn a_lossy_slow_network_still_finalizes_and_agrees() {
+    for seed in [11, 12, 13] {
+        let t = std::time::Instant::now();
+        let o = simulate(Scenario {
+            seed,
+            n: 4,
+            blocks: 25,
+            txs_each: 5,
+            link: Some(Link {
+                latency: Duration::from_millis(80),
+                jitter: Duration::from_millis(60),
+                success_rate: probability!(4, 5),
+            }),
+            ..Scenario::default()
+        });
+        assert_agree(&o);
+        assert_eq!(o.txs_landed, 20, "seed {seed}: every transfer landed");
+        eprintln!(
+            "lossy seed {seed}: 25 blocks, virtual {:?}, wall {:?}",
+            o.elapsed_virtual,
+            t.elapsed()
+        );
+    }
+}
+
+/// A validator that joins after the others finalized 30 blocks, from an empty store and no
+/// consensus journal (a new machine with its key): it fetches the whole chain from its peers,
+/// replays it to the same state root at every height, and takes part from then on (its own
+/// transfers land).
+#[test]
+fn a_new_validator_joins_late_and_syncs_from_peers() {
+    let t = std::time::Instant::now();
+    let o = simulate(Scenario {
+        seed: 14,
+        n: 4,
+        blocks: 45,
+        txs_each: 5,
+        late: Some((2, 30)),
+        ..Scenario::default()
+    });
+    assert!(o.chains[2].as_ref().is_some_and(|c| c.len() >= 45));
+    assert_agree(&o);
+    assert_eq!(o.txs_landed, 20, "the late validator's transfers landed too");
+    let late = o.addresses[2];
+    let proposers = o.proposers[2].as_ref().unwrap();
+    let first = proposers.iter().position(|p| *p == late).expect("it proposed after joining");
+    assert!(first >= 30, "it could not propose before it started: block {}", first + 1);
+    eprintln!(
+        "late joiner: synced 30 blocks, first proposal at height {}; virtual {:?}, wall {:?}",
+        first + 1,
         o.elapsed_virtual,
         t.elapsed()
     );

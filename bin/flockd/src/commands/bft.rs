@@ -262,6 +262,7 @@ async fn wait_for_nodes(urls: &[String]) -> anyhow::Result<()> {
 /// the ledger's staked validator set is the committee. Skipped where it already has stake.
 async fn stake_validators(a: &TestnetArgs, urls: &[String]) -> anyhow::Result<()> {
     use flock_ledger::{StakeTarget, TxKind};
+    let mut bonded = Vec::new();
     for (i, url) in urls.iter().enumerate() {
         let key = validator_account(&a.dir, i as u32)?;
         let client = flock_node::Client::new(url);
@@ -275,9 +276,21 @@ async fn stake_validators(a: &TestnetArgs, urls: &[String]) -> anyhow::Result<()
             continue;
         }
         let amount = Amount::flock(VALIDATOR_STAKE);
-        client.send_and_wait(&key, TxKind::Stake { target: StakeTarget::NETWORK, amount }).await?;
+        let hash =
+            client.send(&key, TxKind::Stake { target: StakeTarget::NETWORK, amount }).await?;
+        let v = client.wait_tx(hash, Duration::from_secs(60)).await?;
+        if v["receipt"]["status"] == "failed" {
+            bail!("validator {i} could not bond network stake: {}", v["receipt"]["message"]);
+        }
+        bonded.push(hash);
     }
-    let v = flock_node::Client::new(&urls[0]).get("/v1/validators").await?;
+    // Each stake was seen committed by the node it went through; node 0, which reports the
+    // set, may be a block behind: wait until it has every one of them.
+    let first = flock_node::Client::new(&urls[0]);
+    for hash in bonded {
+        first.wait_tx(hash, Duration::from_secs(60)).await?;
+    }
+    let v = first.get("/v1/validators").await?;
     let staked = v["staked_now"].as_array().map_or(0, Vec::len);
     println!("network stake: {staked} validators bonded {VALIDATOR_STAKE} FLOCK each (GET /v1/validators)");
     Ok(())
