@@ -217,6 +217,80 @@ pub(crate) fn apply_commit<B: CommitBackend>(
     Ok(state_root)
 }
 
+/// Reads a backend through the tree nodes and values of speculative versions not written yet.
+struct Overlay<'a, B: ?Sized> {
+    base: &'a B,
+    nodes: std::collections::HashMap<NodeKey, Node>,
+    /// Per key hash, its speculative value entries in version order.
+    values: std::collections::HashMap<KeyHash, Vec<(Version, Option<OwnedValue>)>>,
+}
+
+impl<B: JmtRead + ?Sized> TreeReader for Overlay<'_, B> {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        match self.nodes.get(node_key) {
+            Some(n) => Ok(Some(n.clone())),
+            None => Ok(self.base.node(node_key)?),
+        }
+    }
+
+    fn get_value_option(
+        &self,
+        max_version: Version,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        let newest = self
+            .values
+            .get(&key_hash)
+            .and_then(|vs| vs.iter().rev().find(|(v, _)| *v <= max_version));
+        match newest {
+            Some((_, value)) => Ok(value.clone()),
+            None => Ok(self.base.value(&key_hash, max_version)?.flatten()),
+        }
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        Ok(self.base.rightmost_leaf()?)
+    }
+}
+
+/// The state roots that committing `pending` (the changes of successive blocks) on top of the
+/// backend's latest version would give, computed without writing anything.
+pub(crate) fn speculative_roots<B: JmtRead + ?Sized>(
+    backend: &B,
+    latest: Option<&CommitInfo>,
+    pending: &[&[crate::StateChange]],
+) -> Result<Vec<Hash>, StorageError> {
+    let mut overlay = Overlay {
+        base: backend,
+        nodes: std::collections::HashMap::new(),
+        values: std::collections::HashMap::new(),
+    };
+    let mut version = latest.map_or(0, |info| info.height.0 + 1);
+    let mut roots = Vec::with_capacity(pending.len());
+    for changes in pending {
+        if let Some(i) = changes.windows(2).position(|w| w[0].0 >= w[1].0) {
+            return Err(StorageError::InvalidCommit(format!(
+                "state changes must be sorted by key without duplicates (entries {i} and {})",
+                i + 1
+            )));
+        }
+        let (root, batch) = {
+            let tree = Tree::new(&overlay);
+            let value_set = changes.iter().map(|(key, value)| (key_hash(key), value.clone()));
+            tree.put_value_set(value_set, version).map_err(from_jmt)?
+        };
+        for (key, node) in batch.node_batch.nodes() {
+            overlay.nodes.insert(key.clone(), node.clone());
+        }
+        for ((v, kh), value) in batch.node_batch.values() {
+            overlay.values.entry(*kh).or_default().push((*v, value.clone()));
+        }
+        roots.push(Hash(root.0));
+        version += 1;
+    }
+    Ok(roots)
+}
+
 /// Builds a proof for `key` at `height`, whose state root is `root` (`None`: never committed).
 pub(crate) fn prove_at<R: JmtRead + ?Sized>(
     reader: &R,

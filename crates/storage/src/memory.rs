@@ -211,6 +211,13 @@ impl Store for MemStore {
         jmt_store::prove_at(&self.tables, key, height, self.state_root(height)?)
     }
 
+    fn speculative_roots(
+        &self,
+        pending: &[&[crate::StateChange]],
+    ) -> Result<Vec<Hash>, StorageError> {
+        jmt_store::speculative_roots(&self.tables, self.latest()?.as_ref(), pending)
+    }
+
     fn stats(&self) -> Result<StoreStats, StorageError> {
         let t = &self.tables;
         Ok(StoreStats {

@@ -418,6 +418,17 @@ impl Store for RedbStore {
         jmt_store::prove_at(&tree, key, height, root)
     }
 
+    fn speculative_roots(
+        &self,
+        pending: &[&[crate::StateChange]],
+    ) -> Result<Vec<Hash>, StorageError> {
+        let latest = self.latest()?;
+        let txn = self.read()?;
+        let tree =
+            RedbJmt { nodes: txn.open_table(JMT_NODES)?, values: txn.open_table(JMT_VALUES)? };
+        jmt_store::speculative_roots(&tree, latest.as_ref(), pending)
+    }
+
     fn stats(&self) -> Result<StoreStats, StorageError> {
         let txn = self.read()?;
         Ok(StoreStats {

@@ -58,6 +58,14 @@ pub trait Store {
         }
     }
 
+    /// The state roots that committing `pending`, the changes of successive blocks after the
+    /// latest one, would give; nothing is written. (A BFT validator checks and proposes blocks
+    /// on top of notarized blocks that are not finalized yet.)
+    fn speculative_roots(
+        &self,
+        pending: &[&[crate::StateChange]],
+    ) -> Result<Vec<Hash>, StorageError>;
+
     /// Entry counts of the store's tables.
     fn stats(&self) -> Result<StoreStats, StorageError>;
 }

@@ -178,6 +178,25 @@ struct PendingFault {
     last: Option<u64>,
 }
 
+/// What building on a block needs, and whether it can be had yet.
+enum After {
+    /// The ledger after the parent (the committed ledger, or a copy with the notarized but
+    /// unfinalized blocks from the tip up to the parent applied) and the parent's header facts.
+    Ready { ledger: Box<flock_ledger::Ledger>, root: Hash, height: Height, time_ms: u64 },
+    /// A block between the tip and the parent is missing here (ask peers for it).
+    Missing(Hash),
+    /// The parent cannot be built on.
+    Invalid(String),
+}
+
+/// A verification's verdict.
+enum Check {
+    Valid,
+    Invalid(String),
+    /// Not yet: a missing block (ask peers for it) or a block time ahead of our clock.
+    Wait(Option<Hash>),
+}
+
 /// Where the walk from a finalized block back to the tip stopped for a missing block.
 struct Walk {
     finalized: Hash,
@@ -575,6 +594,69 @@ where
         }
     }
 
+    /// The ledger and state root after `parent`. The engine asks to build on (and to verify
+    /// blocks on) any notarized parent, finalized or not: a view can be notarized and then
+    /// nullified without ever being finalized, and the next leader must extend it, since
+    /// only a finalized descendant finalizes it. Waiting for its own finalization would stall
+    /// the chain for good. So the notarized blocks between the committed tip and `parent`
+    /// are executed on a copy of the committed ledger, and their state roots computed without
+    /// writing; each one's claimed parent root is checked on the way.
+    fn state_after(&self, parent: Hash) -> After {
+        let tip = self.node.tip();
+        let mut path = Vec::new();
+        let mut cur = parent;
+        while cur != tip.block_hash {
+            if self.committed.contains_key(&cur) {
+                return After::Invalid("parent is committed below the tip (a fork)".into());
+            }
+            match self.blocks.get(&cur) {
+                Some(b) if b.header.height > tip.height => {
+                    path.push(b);
+                    cur = b.header.parent_hash;
+                }
+                Some(_) => {
+                    return After::Invalid("parent does not extend the committed chain".into())
+                }
+                None => return After::Missing(cur),
+            }
+        }
+        path.reverse();
+        self.node.with_chain(|c| {
+            let mut ledger = c.ledger().clone();
+            let _ = ledger.take_changes();
+            let mut changes = Vec::with_capacity(path.len());
+            for b in &path {
+                if let Err(e) = ledger.apply_block(b) {
+                    return After::Invalid(format!(
+                        "unfinalized ancestor at height {} does not apply: {e}",
+                        b.header.height.0
+                    ));
+                }
+                changes.push(ledger.take_changes());
+            }
+            let refs: Vec<&[flock_ledger::StateChange]> =
+                changes.iter().map(Vec::as_slice).collect();
+            let roots = match c.store().speculative_roots(&refs) {
+                Ok(r) => r,
+                Err(e) => return After::Invalid(format!("state roots of unfinalized blocks: {e}")),
+            };
+            let mut root = tip.state_root;
+            for (b, r) in path.iter().zip(roots) {
+                if b.header.parent_state_root != root {
+                    return After::Invalid(format!(
+                        "unfinalized ancestor at height {} claims parent state root {}, ours is {}",
+                        b.header.height.0, b.header.parent_state_root, root
+                    ));
+                }
+                root = r;
+            }
+            let (height, time_ms) = path
+                .last()
+                .map_or((tip.height, tip.time_ms), |b| (b.header.height, b.header.time_ms));
+            After::Ready { ledger: Box::new(ledger), root, height, time_ms }
+        })
+    }
+
     /// The header seed and its proof for a block whose parent is at `parent_view`.
     fn seed_for(&self, chain_id: &str, parent_view: View) -> Option<(Hash, SeedProof)> {
         if parent_view.is_zero() {
@@ -593,38 +675,62 @@ where
                 continue;
             }
             let parent = hash_of(&ctx.parent.1);
-            if parent != tip.block_hash {
-                if !self.committed.contains_key(&parent) {
+            let (ledger, root, height, parent_time) = match self.state_after(parent) {
+                After::Ready { ledger, root, height, time_ms } => (ledger, root, height, time_ms),
+                After::Missing(h) => {
+                    self.request(h);
                     self.proposes.push((ctx, response));
+                    continue;
                 }
-                // A committed parent below the tip: the proposal could only fork; decline.
-                continue;
-            }
+                After::Invalid(reason) => {
+                    // The proposal could only fork or fail; decline (the view times out).
+                    tracing::warn!(%parent, reason, "cannot build on the engine's parent");
+                    continue;
+                }
+            };
             let Some((seed, seed_proof)) = self.seed_for(&tip.chain_id, ctx.parent.0) else {
                 self.proposes.push((ctx, response));
                 continue;
             };
             let delay = self.empty_block_delay.as_millis() as u64;
             if delay > 0
-                && self.now_ms() < tip.time_ms.saturating_add(delay)
+                && self.now_ms() < parent_time.saturating_add(delay)
                 && self.node.with_mempool(|mp| mp.len()) == 0
             {
                 self.proposes.push((ctx, response));
                 continue;
             }
-            let txs = self.node.with_mempool(|mp| mp.take(tip.max_block_txs));
-            let header = Header {
+            let mut txs = self.node.with_mempool(|mp| mp.take(tip.max_block_txs));
+            if parent != tip.block_hash {
+                // Mempool transactions were admitted against the committed state: keep those
+                // that still apply after the unfinalized ancestors (which may carry some).
+                let mut pending_state = (*ledger).clone();
+                let (keep, back): (Vec<_>, Vec<_>) =
+                    txs.into_iter().partition(|tx| pending_state.apply_pending_tx(tx).is_ok());
+                if !back.is_empty() {
+                    self.node.with_mempool(|mp| mp.restore(back));
+                }
+                txs = keep;
+            }
+            let header = |txs: &[flock_ledger::SignedTx]| Header {
                 chain_id: tip.chain_id.clone(),
-                height: tip.height.next(),
-                parent_hash: tip.block_hash,
-                parent_state_root: tip.state_root,
-                time_ms: self.now_ms().max(tip.time_ms),
+                height: height.next(),
+                parent_hash: parent,
+                parent_state_root: root,
+                time_ms: self.now_ms().max(parent_time),
                 seed,
-                seed_proof,
+                seed_proof: seed_proof.clone(),
                 proposer: proposer_address(&self.me),
-                tx_root: Block::compute_tx_root(&txs),
+                tx_root: Block::compute_tx_root(txs),
             };
-            let block = Block { header, txs };
+            let mut block = Block { header: header(&txs), txs };
+            // A dry run before anyone sees it: a block that does not apply is never proposed.
+            if let Err(e) = (*ledger).clone().apply_block(&block) {
+                tracing::warn!(error = %e, "own proposal does not apply; proposing an empty block");
+                let txs = std::mem::take(&mut block.txs);
+                self.node.with_mempool(|mp| mp.restore(txs));
+                block = Block { header: header(&[]), txs: Vec::new() };
+            }
             // Its transactions go back to the mempool unless this exact block commits.
             self.own.push(block.clone());
             let block = match self.byzantine {
@@ -690,74 +796,77 @@ where
         block
     }
 
-    /// `Some(verdict)` once it is final; `None` while it has to wait.
-    fn check(&self, ctx: &Ctx, block: &Block) -> Option<Result<(), String>> {
+    /// Whether `block` is a valid proposal for `ctx`, or why not, or that it has to wait.
+    fn check(&self, ctx: &Ctx, block: &Block) -> Check {
+        match self.check_inner(ctx, block) {
+            Ok(()) => Check::Valid,
+            Err(verdict) => verdict,
+        }
+    }
+
+    fn check_inner(&self, ctx: &Ctx, block: &Block) -> Result<(), Check> {
+        let reject = |m: &str| Err(Check::Invalid(m.to_owned()));
         let h = &block.header;
         let parent = hash_of(&ctx.parent.1);
         if h.parent_hash != parent {
-            return Some(Err("parent hash differs from the engine's parent".into()));
+            return reject("parent hash differs from the engine's parent");
         }
         if h.proposer != proposer_address(&ctx.leader) {
-            return Some(Err("proposer is not the view's leader".into()));
+            return reject("proposer is not the view's leader");
         }
         // The seed: the engine's VRF for the parent's view.
         match &h.seed_proof {
             SeedProof::Threshold { signature: bytes } if ctx.parent.0.is_zero() => {
                 if !bytes.is_empty() || h.seed != genesis_seed(&h.chain_id) {
-                    return Some(Err("first block must carry the genesis seed".into()));
+                    return reject("first block must carry the genesis seed");
                 }
             }
             SeedProof::Threshold { signature: bytes } => {
                 let Ok(seed) = Seed::decode(commonware_codec::Copying(bytes.as_slice())) else {
-                    return Some(Err("seed proof does not decode".into()));
+                    return reject("seed proof does not decode");
                 };
                 if seed.round != Round::new(self.epoch, ctx.parent.0) {
-                    return Some(Err("seed is not the parent view's".into()));
+                    return reject("seed is not the parent view's");
                 }
                 if h.seed != seed_hash(bytes) {
-                    return Some(Err("seed is not the hash of its proof".into()));
+                    return reject("seed is not the hash of its proof");
                 }
                 if !seed.verify(&self.scheme) {
-                    return Some(Err("seed signature is invalid".into()));
+                    return reject("seed signature is invalid");
                 }
             }
-            _ => return Some(Err("a BFT block needs a threshold seed".into())),
-        }
-        let tip = self.node.tip();
-        if parent != tip.block_hash {
-            if self.committed.contains_key(&parent) {
-                return Some(Err("parent is committed below the tip (a fork)".into()));
-            }
-            return None; // the parent is not finalized here yet
-        }
-        if h.parent_state_root != tip.state_root {
-            return Some(Err(format!(
-                "parent state root {} differs from ours {}",
-                h.parent_state_root, tip.state_root
-            )));
+            _ => return reject("a BFT block needs a threshold seed"),
         }
         if h.time_ms > self.now_ms() + MAX_CLOCK_SKEW_MS {
-            return None; // from the future: wait for our clock
+            return Err(Check::Wait(None)); // from the future: wait for our clock
+        }
+        // The ledger after the parent (finalized or only notarized; see `state_after`).
+        let (mut ledger, root) = match self.state_after(parent) {
+            After::Ready { ledger, root, .. } => (ledger, root),
+            After::Missing(h) => return Err(Check::Wait(Some(h))),
+            After::Invalid(reason) => return Err(Check::Invalid(reason)),
+        };
+        if h.parent_state_root != root {
+            return Err(Check::Invalid(format!(
+                "parent state root {} differs from ours {}",
+                h.parent_state_root, root
+            )));
         }
         // Header, sizes (at most MAX_EVIDENCE_PER_BLOCK evidence), chain id and every
         // signature (Ledger::verify_block), then a dry run of the whole block on a copy of the
-        // committed ledger: a finalized block always applies.
-        let r = self.node.with_chain(|c| {
-            let mut ledger = c.ledger().clone();
-            ledger.apply_block(block).map(|_| ())
-        });
-        if let Err(e) = r {
-            return Some(Err(e.to_string()));
+        // ledger after its parent: a finalized block always applies.
+        if let Err(e) = ledger.apply_block(block) {
+            return Err(Check::Invalid(e.to_string()));
         }
         // Consensus evidence: the engine's signatures, which the ledger cannot check.
         for (i, tx) in block.txs.iter().enumerate() {
             if let flock_ledger::TxKind::ConsensusEvidence { fault } = &tx.tx.kind {
                 if let Err(e) = self.node.check_evidence(fault) {
-                    return Some(Err(format!("transaction {i}: {e}")));
+                    return Err(Check::Invalid(format!("transaction {i}: {e}")));
                 }
             }
         }
-        Some(Ok(()))
+        Ok(())
     }
 
     fn serve_verifies(&mut self) {
@@ -777,10 +886,10 @@ where
                 continue;
             };
             match self.check(&ctx, block) {
-                Some(Ok(())) => {
+                Check::Valid => {
                     let _ = response.send(true);
                 }
-                Some(Err(reason)) => {
+                Check::Invalid(reason) => {
                     tracing::warn!(%hash, view = ctx.round.view().get(), reason, "block rejected");
                     if let Some(sink) = &self.rejections {
                         if let Ok(mut v) = sink.lock() {
@@ -789,7 +898,12 @@ where
                     }
                     let _ = response.send(false);
                 }
-                None => self.verifies.push((ctx, payload, response)),
+                Check::Wait(missing) => {
+                    if let Some(h) = missing {
+                        self.request(h);
+                    }
+                    self.verifies.push((ctx, payload, response));
+                }
             }
         }
     }

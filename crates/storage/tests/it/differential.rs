@@ -96,3 +96,51 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Roots computed ahead of time for blocks not committed yet (what a BFT validator does on
+    /// top of a notarized block) are the roots their commits then give, on both backends and
+    /// with a tight pruning window; computing them writes nothing.
+    #[test]
+    fn speculative_roots_are_the_committed_roots(
+        committed in prop::collection::vec(block(), 1..8),
+        pending in prop::collection::vec(block(), 0..6),
+    ) {
+        let sorted = |c: &Vec<StateChange>| -> Vec<StateChange> {
+            c.iter().cloned().collect::<BTreeMap<_, _>>().into_iter().collect()
+        };
+        let pending: Vec<Vec<StateChange>> = pending.iter().map(sorted).collect();
+        let refs: Vec<&[StateChange]> = pending.iter().map(Vec::as_slice).collect();
+        let dir = tempdir();
+        let config = StoreConfig::default().with_fsync(false).with_keep_versions(2);
+        let mut redb = RedbStore::open_with(dir.path().join("db.redb"), config).unwrap();
+        let mut mem = MemStore::with_config(config).unwrap();
+        let stores: [&mut dyn Store; 2] = [&mut redb, &mut mem];
+        for store in stores {
+            for (h, changes) in committed.iter().enumerate() {
+                commit(&mut *store, h as u64, changes);
+            }
+            let before = store.stats().unwrap();
+            let latest = store.latest().unwrap().unwrap();
+            let speculative = store.speculative_roots(&refs).unwrap();
+            prop_assert_eq!(store.stats().unwrap(), before);
+            prop_assert_eq!(store.latest().unwrap().unwrap(), latest);
+            let mut roots = Vec::new();
+            for (i, changes) in pending.iter().enumerate() {
+                roots.push(commit(&mut *store, latest.height.0 + 1 + i as u64, changes));
+            }
+            prop_assert_eq!(speculative, roots);
+        }
+    }
+}
+
+#[test]
+fn speculative_roots_refuse_unsorted_changes() {
+    let mut mem = MemStore::new();
+    commit(&mut mem, 0, &[]);
+    let bad = vec![(b"b".to_vec(), Some(b"1".to_vec())), (b"a".to_vec(), Some(b"2".to_vec()))];
+    let err = mem.speculative_roots(&[&bad]).unwrap_err();
+    assert!(matches!(err, flock_storage::StorageError::InvalidCommit(_)), "{err}");
+}
