@@ -112,7 +112,8 @@ fn submit(c: &reqwest::blocking::Client, url: &str, tx: &SignedTx) -> Hash {
         .body(tx.encode())
         .send()
         .unwrap();
-    assert!(r.status().is_success(), "submit to {url}: {}", r.status());
+    let status = r.status();
+    assert!(status.is_success(), "submit to {url}: {status} {}", r.text().unwrap_or_default());
     tx.hash()
 }
 

@@ -513,19 +513,26 @@ where
             }
             for h in path.into_iter().rev() {
                 let Some(block) = self.blocks.remove(&h) else { return };
-                // Our own proposal for this height lost: its transactions go back to the front
-                // of the mempool before the commit re-bases it (so their successors, admitted
-                // on top of them, are not dropped as nonce gaps).
+                // The commit re-bases the mempool on the committed state, which knows nothing
+                // of the transactions in our own proposals that are not committed: those of a
+                // proposal for this height that lost, and those of proposals above it, still
+                // in flight on unfinalized parents. They go back to the front of the mempool,
+                // in height order, so their successors (admitted on top of them) are not
+                // dropped as nonce gaps. One that commits later is dropped from the mempool
+                // then (its nonce is used); a proposal built on it leaves it out.
                 let height = block.header.height;
-                let lost: Vec<_> = self
+                let mut back: Vec<&Block> = self
                     .own
                     .iter()
-                    .filter(|b| b.header.height == height && b.hash() != h)
-                    .flat_map(|b| b.txs.iter().cloned())
+                    .filter(|b| {
+                        (b.header.height == height && b.hash() != h) || b.header.height > height
+                    })
                     .collect();
+                back.sort_by_key(|b| b.header.height);
+                let back: Vec<_> = back.iter().flat_map(|b| b.txs.iter().cloned()).collect();
                 self.own.retain(|b| b.header.height != height);
-                if !lost.is_empty() {
-                    self.node.with_mempool(|mp| mp.restore(lost));
+                if !back.is_empty() {
+                    self.node.with_mempool(|mp| mp.restore(back));
                 }
                 match self.node.apply_finalized(&block) {
                     Ok(c) => {
