@@ -682,6 +682,23 @@ where
                 continue;
             }
             let parent = hash_of(&ctx.parent.1);
+            // The cheap waits first (executing the unfinalized ancestors is not).
+            let Some((seed, seed_proof)) = self.seed_for(&tip.chain_id, ctx.parent.0) else {
+                self.proposes.push((ctx, response));
+                continue;
+            };
+            let delay = self.empty_block_delay.as_millis() as u64;
+            if delay > 0 && self.node.with_mempool(|mp| mp.len()) == 0 {
+                let parent_time = if parent == tip.block_hash {
+                    Some(tip.time_ms)
+                } else {
+                    self.blocks.get(&parent).map(|b| b.header.time_ms)
+                };
+                if parent_time.is_some_and(|t| self.now_ms() < t.saturating_add(delay)) {
+                    self.proposes.push((ctx, response));
+                    continue;
+                }
+            }
             let (ledger, root, height, parent_time) = match self.state_after(parent) {
                 After::Ready { ledger, root, height, time_ms } => (ledger, root, height, time_ms),
                 After::Missing(h) => {
@@ -695,18 +712,6 @@ where
                     continue;
                 }
             };
-            let Some((seed, seed_proof)) = self.seed_for(&tip.chain_id, ctx.parent.0) else {
-                self.proposes.push((ctx, response));
-                continue;
-            };
-            let delay = self.empty_block_delay.as_millis() as u64;
-            if delay > 0
-                && self.now_ms() < parent_time.saturating_add(delay)
-                && self.node.with_mempool(|mp| mp.len()) == 0
-            {
-                self.proposes.push((ctx, response));
-                continue;
-            }
             let mut txs = self.node.with_mempool(|mp| mp.take(tip.max_block_txs));
             if parent != tip.block_hash {
                 // Mempool transactions were admitted against the committed state: keep those
