@@ -150,19 +150,23 @@ impl Node {
     /// The one path every block takes: execute, commit, notify.
     pub fn apply_finalized(&self, block: &Block) -> Result<Committed, ChainError> {
         let started = std::time::Instant::now();
-        let committed = {
+        // The mempool re-bases on the new state before the chain lock is released: nobody
+        // sees the new height while admission still checks transactions against the state
+        // before it (a client that reads "reveal phase now" and sends its reveal must not have
+        // it checked as if in the block before, still in the train phase). Lock order: chain,
+        // then mempool, as everywhere.
+        let (committed, dropped) = {
             let mut chain =
                 self.inner.chain.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            chain.apply_finalized(block)?
-        };
-        // Notify: the mempool re-bases on the new state, then waiters see the height.
-        let dropped = self.with_chain(|c| {
-            self.with_mempool(|mp| {
-                let d = mp.reset(c.ledger());
+            let committed = chain.apply_finalized(block)?;
+            let dropped = self.with_mempool(|mp| {
+                let d = mp.reset(chain.ledger());
                 m::set_mempool(mp.len());
                 d
-            })
-        });
+            });
+            (committed, dropped)
+        };
+        // Notify: waiters see the height.
         if dropped > 0 {
             tracing::debug!(dropped, "mempool dropped transactions that no longer apply");
         }
