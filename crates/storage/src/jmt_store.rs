@@ -265,9 +265,9 @@ pub(crate) fn speculative_roots<B: JmtRead + ?Sized>(
         nodes: std::collections::HashMap::new(),
         values: std::collections::HashMap::new(),
     };
-    let mut version = latest.map_or(0, |info| info.height.0 + 1);
+    let first = latest.map_or(0, |info| info.height.0 + 1);
     let mut roots = Vec::with_capacity(pending.len());
-    for changes in pending {
+    for (version, changes) in (first..).zip(pending) {
         if let Some(i) = changes.windows(2).position(|w| w[0].0 >= w[1].0) {
             return Err(StorageError::InvalidCommit(format!(
                 "state changes must be sorted by key without duplicates (entries {i} and {})",
@@ -286,7 +286,6 @@ pub(crate) fn speculative_roots<B: JmtRead + ?Sized>(
             overlay.values.entry(*kh).or_default().push((*v, value.clone()));
         }
         roots.push(Hash(root.0));
-        version += 1;
     }
     Ok(roots)
 }
