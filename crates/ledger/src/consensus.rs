@@ -103,6 +103,54 @@ pub struct SetMember {
     pub own: Amount,
     /// Delegation attributed to its network stake.
     pub delegated: Amount,
+    /// Its consensus identity key, when it registered an endpoint
+    /// ([`crate::TxKind::ConsensusRegister`]) by the time the set was recorded; only members
+    /// with one can join the consensus committee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PublicKey>,
+}
+
+/// Longest consensus endpoint (`ip:port`).
+pub const MAX_ENDPOINT_LEN: usize = 64;
+
+/// Largest dealer log of a resharing round (a commitment of `2f+1` G2 points and one ack or
+/// revealed share per player: about 40 KiB for the largest committee).
+pub const MAX_DKG_LOG_BYTES: usize = 256 * 1024;
+
+/// A registered consensus endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ConsensusEndpoint {
+    /// The consensus identity key (the account's own key).
+    pub key: PublicKey,
+    /// `ip:port` of its p2p listener.
+    pub endpoint: String,
+    /// Where it was registered (or last moved).
+    pub height: Height,
+}
+
+/// Checks a consensus endpoint: an `ip:port` socket address, at most [`MAX_ENDPOINT_LEN`].
+pub fn check_endpoint(endpoint: &str) -> Result<(), TxError> {
+    if endpoint.len() > MAX_ENDPOINT_LEN {
+        return Err(TxError::Malformed(format!(
+            "a consensus endpoint is at most {MAX_ENDPOINT_LEN} bytes, got {}",
+            endpoint.len()
+        )));
+    }
+    endpoint.parse::<std::net::SocketAddr>().map_err(|_| {
+        TxError::Malformed(format!("consensus endpoint {endpoint:?} is not an ip:port address"))
+    })?;
+    Ok(())
+}
+
+/// Checks a dealer log's size (its contents are the consensus layer's to check).
+pub fn check_dkg_log(log: &[u8]) -> Result<(), TxError> {
+    if log.is_empty() || log.len() > MAX_DKG_LOG_BYTES {
+        return Err(TxError::Malformed(format!(
+            "a dealer log is 1 to {MAX_DKG_LOG_BYTES} bytes, got {}",
+            log.len()
+        )));
+    }
+    Ok(())
 }
 
 impl SetMember {
@@ -199,6 +247,7 @@ impl State {
                 address: *address,
                 own: *own,
                 delegated: self.delegated_to(address, &target),
+                key: self.consensus_endpoints.get(address).map(|e| e.key),
             })
             .collect();
         set.sort_by(|a, b| b.weight().cmp(&a.weight()).then(a.address.cmp(&b.address)));
@@ -210,6 +259,70 @@ impl State {
     pub(crate) fn record_validator_set(&mut self, epoch: u64, params: &Params) {
         let set = self.network_validators(params);
         self.validator_sets.insert(epoch, set);
+    }
+
+    /// Registers the sender's consensus endpoint (its key is the signer's key).
+    pub fn consensus_register(
+        &mut self,
+        sender: &Address,
+        key: PublicKey,
+        endpoint: &str,
+        now: Height,
+    ) -> Result<(), TxError> {
+        check_endpoint(endpoint)?;
+        if let Some(t) = self.consensus_tombstones.get(sender) {
+            return Err(TxError::Tombstoned { offender: *sender, height: t.height });
+        }
+        self.consensus_endpoints.insert(
+            *sender,
+            ConsensusEndpoint { key, endpoint: endpoint.to_owned(), height: now },
+        );
+        Ok(())
+    }
+
+    /// The registered consensus endpoint of `a`.
+    pub fn consensus_endpoint(&self, a: &Address) -> Option<ConsensusEndpoint> {
+        self.consensus_endpoints.get(a).cloned()
+    }
+
+    /// Stores a dealer log of resharing round `round`, which must be the current ledger epoch
+    /// (a late log cannot change a round already decided). One log per dealer and round; only
+    /// an account with a registered consensus endpoint deals.
+    pub fn dkg_log(
+        &mut self,
+        sender: &Address,
+        round: u64,
+        log: &[u8],
+        now: Height,
+        params: &Params,
+    ) -> Result<(), TxError> {
+        check_dkg_log(log)?;
+        let current = now.0.saturating_sub(1) / params.epoch_length.max(1);
+        if round != current {
+            return Err(TxError::Malformed(format!(
+                "a dealer log for resharing round {round} in epoch {current} (a round's logs land in its own epoch)"
+            )));
+        }
+        if self.consensus_endpoints.get(sender).is_none() {
+            return Err(TxError::Malformed(
+                "only a validator with a registered consensus endpoint posts dealer logs".into(),
+            ));
+        }
+        if self.dkg_logs.get(&(round, *sender)).is_some() {
+            return Err(TxError::Malformed(format!(
+                "{sender} already posted its dealer log for round {round}"
+            )));
+        }
+        self.dkg_logs.insert((round, *sender), log.to_vec());
+        Ok(())
+    }
+
+    /// The dealer logs of resharing round `round`, by dealer address.
+    pub fn dkg_logs(&self, round: u64) -> Vec<(Address, Vec<u8>)> {
+        self.dkg_logs
+            .range((round, Address([0; 20]))..=(round, Address([0xff; 20])))
+            .map(|((_, a), log)| (*a, log.clone()))
+            .collect()
     }
 
     /// The validator set recorded for ledger epoch `epoch` (the staked set at the end of the

@@ -363,6 +363,10 @@ impl Ledger {
                 s.alliance_unmask(&sender, *task, reveals, now, ev)
             }
             TxKind::ConsensusEvidence { fault } => s.consensus_evidence(&sender, fault, now, p, ev),
+            TxKind::ConsensusRegister { endpoint } => {
+                s.consensus_register(&sender, tx.tx.signer, endpoint, now)
+            }
+            TxKind::DkgLog { round, log } => s.dkg_log(&sender, *round, log, now, p),
             TxKind::MarketList { spec } => s.market_list(&sender, spec, now, ev),
             TxKind::MarketUpdate { name, price, active, server } => {
                 let update = crate::market::ListingUpdate {

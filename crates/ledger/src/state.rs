@@ -311,6 +311,10 @@ state_tables! {
     consensus_tombstones: Address => crate::consensus::Tombstone = 0x50,
     /// Validator sets by ledger epoch (recorded at the end of the previous epoch).
     validator_sets: u64 => Vec<crate::consensus::SetMember> = 0x51,
+    /// Registered consensus endpoints by account.
+    consensus_endpoints: Address => crate::consensus::ConsensusEndpoint = 0x52,
+    /// Dealer logs of threshold-key resharing rounds by (round, dealer).
+    dkg_logs: (u64, Address) => Vec<u8> = 0x53,
 }
 
 impl State {

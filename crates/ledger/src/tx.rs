@@ -278,6 +278,22 @@ pub enum TxKind {
         /// The fault.
         fault: Box<crate::consensus::ConsensusFault>,
     },
+    /// Registers (or moves) the sender's consensus endpoint: its signing key is the
+    /// transaction's signer key, `endpoint` the `host:port` its BFT node listens on for peers.
+    /// A network validator without one is left out of the consensus committee.
+    ConsensusRegister {
+        /// `ip:port` of the validator's p2p listener.
+        endpoint: String,
+    },
+    /// A dealer's signed log of a threshold-key resharing round (the consensus engine's
+    /// encoding, checked by the consensus layer; the ledger bounds and stores it). Round `r`
+    /// runs during ledger epoch `r`; the logs that land in it decide the next committee.
+    DkgLog {
+        /// The resharing round (the ledger epoch it runs in).
+        round: u64,
+        /// The encoded signed dealer log.
+        log: Vec<u8>,
+    },
     /// List a model on the marketplace; the sender becomes its owner.
     MarketList {
         /// The listing; its provenance claim is checked and filled in by the ledger.
@@ -447,6 +463,14 @@ impl SignedTx {
                         fault.proof.len()
                     )));
                 }
+                None
+            }
+            TxKind::ConsensusRegister { endpoint } => {
+                crate::consensus::check_endpoint(endpoint)?;
+                None
+            }
+            TxKind::DkgLog { log, .. } => {
+                crate::consensus::check_dkg_log(log)?;
                 None
             }
             TxKind::MarketList { .. }

@@ -238,10 +238,11 @@ fn simulate(sc: Scenario) -> Outcome {
             settings.rejections = Some(sinks[i].clone());
             settings.byzantine = byzantine.iter().find(|(b, _)| *b == i).map(|(_, f)| *f);
             settings.reporter = Some(identities[i].clone());
+            settings.identity = Some(fixture.keys[i].clone());
             bft::start_validator(
                 ctx,
                 node.clone(),
-                fixture.schemes[i].clone(),
+                fixture.member(i),
                 pk.clone(),
                 oracle.control(pk.clone()),
                 settings,
@@ -268,6 +269,14 @@ fn simulate(sc: Scenario) -> Outcome {
             if sc.equivocator == Some(i) {
                 let [votes, ..]: [_; 4] = channels.try_into().unwrap_or_else(|_| unreachable!());
                 let scheme = fixture.schemes[i].clone();
+                // Votes travel on the epoch's subchannel (epoch 0 here).
+                let (mux, mut handle) = commonware_p2p::utils::mux::Muxer::new(
+                    context.child("equivocator_mux"),
+                    votes.0,
+                    votes.1,
+                );
+                mux.start();
+                let votes = handle.register(0).await.unwrap();
                 context.child("equivocator").spawn(move |_| equivocate(scheme, votes));
                 nodes.push(None);
                 continue;

@@ -58,7 +58,7 @@ const VALIDATOR_STAKE: u64 = 10_000;
 fn validator_account(dir: &std::path::Path, i: u32) -> anyhow::Result<Keypair> {
     let committee = CommitteeFile::load(&dir.join("committee.json"))?;
     let key = ValidatorKeyFile::load(&dir.join(format!("node-{i}")).join("validator.key"))?;
-    let (identity, _) = key.open(&committee)?;
+    let (identity, _, _) = key.open(&committee)?;
     flock_node::bft::reporter_keypair(&identity)
 }
 
@@ -103,7 +103,7 @@ fn init(a: &TestnetArgs) -> anyhow::Result<()> {
         let d = dir.join(format!("node-{i}"));
         std::fs::create_dir_all(&d)?;
         k.save(&d.join("validator.key"))?;
-        let (identity, _) = k.open(&committee)?;
+        let (identity, _, _) = k.open(&committee)?;
         let address = flock_node::bft::reporter_keypair(&identity)?.address();
         let amount = Amount::flock(2 * VALIDATOR_STAKE);
         genesis.allocations.push(Allocation { address, amount });

@@ -10,7 +10,7 @@ use commonware_codec::{DecodeExt, Encode};
 use commonware_consensus::{
     simplex::{types::Activity, types::Context, Plan},
     types::{Epoch, Round, View},
-    Automaton, CertifiableAutomaton, Relay, Reporter,
+    Automaton, CertifiableAutomaton, Epochable, Relay, Reporter,
 };
 use commonware_p2p::{Receiver, Recipients, Sender};
 use commonware_runtime::{Clock, Spawner, Supervisor};
@@ -50,8 +50,8 @@ enum Message {
     Propose { context: Ctx, response: oneshot::Sender<Digest> },
     Verify { context: Ctx, payload: Digest, response: oneshot::Sender<bool> },
     Broadcast { payload: Digest, plan: Plan<ValidatorKey> },
-    Finalized { view: View, payload: Digest, seed: Option<Seed> },
-    Seed { view: View, seed: Seed },
+    Finalized { round: Round, payload: Digest, seed: Option<Seed> },
+    Seed { round: Round, seed: Seed },
     Fault(Box<Activity<Scheme, Digest>>),
 }
 
@@ -111,14 +111,14 @@ impl Reporter for Mailbox {
                 let seed =
                     f.certificate.get().map(|c| Seed::new(f.proposal.round, c.seed_signature));
                 self.send(Message::Finalized {
-                    view: f.proposal.round.view(),
+                    round: f.proposal.round,
                     payload: f.proposal.payload,
                     seed,
                 })
             }
             Activity::Notarization(n) | Activity::Certification(n) => {
                 match n.certificate.get().map(|c| Seed::new(n.proposal.round, c.seed_signature)) {
-                    Some(seed) => self.send(Message::Seed { view: n.proposal.round.view(), seed }),
+                    Some(seed) => self.send(Message::Seed { round: n.proposal.round, seed }),
                     None => Feedback::Ok,
                 }
             }
@@ -130,12 +130,50 @@ impl Reporter for Mailbox {
     }
 }
 
+/// Starts the engine of an epoch with its scheme, on the given genesis payload.
+pub type StartEngine = Box<
+    dyn FnMut(
+            Epoch,
+            Scheme,
+            Digest,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = commonware_runtime::Handle<()>> + Send>,
+        > + Send,
+>;
+
+/// Told, at the start of every epoch, the identity keys the node must reach (the committee
+/// and the next round's players) with their registered endpoints (if any).
+pub type PeersHook = std::sync::Arc<dyn Fn(u64, Vec<(ValidatorKey, Option<String>)>) + Send + Sync>;
+
 /// The application actor (one per validator). Start it with [`Application::start`].
 pub struct Application<E, S, R> {
     context: E,
     node: Node,
     scheme: Scheme,
     epoch: Epoch,
+    namespace: Vec<u8>,
+    /// Blocks per epoch (the ledger's `epoch_length`).
+    epoch_length: u64,
+    /// This validator's identity (deals and plays in resharing rounds; none: an observer).
+    pub(crate) identity: Option<commonware_cryptography::ed25519::PrivateKey>,
+    /// The committee of the current epoch.
+    committee: super::epoch::EpochCommittee,
+    /// The running resharing round.
+    dkg: Option<super::epoch::DkgRound>,
+    /// Where received shares are kept.
+    pub(crate) shares: super::epoch::ShareStore,
+    /// The seed of the current epoch's first block.
+    epoch_seed: Hash,
+    /// Signing schemes by epoch (shared with the node's evidence check).
+    pub(crate) schemes: std::sync::Arc<std::sync::Mutex<BTreeMap<u64, Scheme>>>,
+    /// Starts an epoch's engine.
+    pub(crate) starter: Option<StartEngine>,
+    /// Running engines by epoch (the previous epoch's keeps running a while for laggards).
+    engines: BTreeMap<u64, commonware_runtime::Handle<()>>,
+    /// The current epoch's engine is to be started.
+    start_pending: bool,
+    /// See [`PeersHook`].
+    pub(crate) peers_hook: Option<PeersHook>,
     me: ValidatorKey,
     mailbox: mpsc::UnboundedReceiver<Message>,
     sender: S,
@@ -144,10 +182,10 @@ pub struct Application<E, S, R> {
     blocks: HashMap<Hash, Block>,
     /// Committed blocks seen by this process, hash → height (to serve and to spot stale work).
     committed: HashMap<Hash, Height>,
-    /// Engine seeds by view.
-    seeds: BTreeMap<u64, Seed>,
-    /// Finalized payloads not yet applied, by view.
-    finalized: BTreeMap<u64, Hash>,
+    /// Engine seeds by (epoch, view).
+    seeds: BTreeMap<(u64, u64), Seed>,
+    /// Finalized payloads not yet applied, by (epoch, view).
+    finalized: BTreeMap<(u64, u64), Hash>,
     proposes: Vec<(Ctx, oneshot::Sender<Digest>)>,
     verifies: Vec<(Ctx, Digest, oneshot::Sender<bool>)>,
     /// Blocks this node proposed that are not committed yet (their transactions go back to the
@@ -209,20 +247,24 @@ struct Walk {
 
 impl<E, S, R> Application<E, S, R>
 where
-    E: Clock + Spawner + Supervisor,
+    E: Clock + Spawner + Supervisor + rand_core_cw::CryptoRng + Send + 'static,
     S: Sender<PublicKey = ValidatorKey>,
     R: Receiver<PublicKey = ValidatorKey>,
 {
     /// An application over `node`, relaying blocks on `(sender, receiver)`
-    /// ([`super::BLOCK_CHANNEL`]). `scheme` checks seeds; `me` is this validator.
+    /// ([`super::BLOCK_CHANNEL`]). `genesis` is the genesis committee (with this validator's
+    /// share, if any); `me` is this validator; `namespace` the chain's signing namespace.
     pub fn new(
         context: E,
         node: Node,
-        scheme: Scheme,
-        epoch: Epoch,
+        genesis: super::epoch::EpochCommittee,
         me: ValidatorKey,
+        namespace: Vec<u8>,
         (sender, receiver): (S, R),
     ) -> (Self, Mailbox) {
+        let epoch_length = node.with_chain(|c| c.ledger().params().epoch_length).max(1);
+        let scheme = genesis.scheme(&namespace);
+        let epoch = Epoch::new(0);
         let (tx, rx) = mpsc::unbounded_channel();
         // Index the stored chain (the most recent heights) so this node serves blocks it
         // committed before a restart to peers catching up.
@@ -239,6 +281,18 @@ where
             node,
             scheme,
             epoch,
+            namespace,
+            epoch_length,
+            identity: None,
+            committee: genesis,
+            dkg: None,
+            shares: super::epoch::ShareStore(None),
+            epoch_seed: Hash::ZERO,
+            schemes: Default::default(),
+            starter: None,
+            engines: BTreeMap::new(),
+            start_pending: true,
+            peers_hook: None,
             me,
             mailbox: rx,
             sender,
@@ -262,10 +316,186 @@ where
         (app, Mailbox { sender: tx })
     }
 
-    /// Runs the actor until the runtime stops.
-    pub fn start(self) -> commonware_runtime::Handle<()> {
+    /// Runs the actor until the runtime stops (it starts the current epoch's engine).
+    pub fn start(mut self) -> commonware_runtime::Handle<()> {
+        self.init_epochs();
         let context = self.context.child("actor");
         context.spawn(move |_| self.run())
+    }
+
+    /// The epoch a block at `height` belongs to (heights `rL+1 ..= (r+1)L` are epoch `r`).
+    fn epoch_of(&self, height: Height) -> u64 {
+        height.0.saturating_sub(1) / self.epoch_length
+    }
+
+    /// The last height of epoch `epoch`.
+    fn last_height(&self, epoch: u64) -> Height {
+        Height(epoch.saturating_add(1).saturating_mul(self.epoch_length))
+    }
+
+    /// Recomputes the committee of the epoch the committed tip is in from the chain (every
+    /// resharing round decided so far, from the logs and validator sets the ledger kept), and
+    /// resumes the running round.
+    fn init_epochs(&mut self) {
+        let tip = self.node.tip();
+        let current = tip.height.0 / self.epoch_length;
+        for round in 0..current {
+            self.decide_round(round, None);
+        }
+        self.enter_epoch(current);
+    }
+
+    /// Decides resharing round `round` from the logs on chain (at the last block of epoch
+    /// `round`): the committee of the next epoch.
+    fn decide_round(&mut self, round: u64, running: Option<super::epoch::DkgRound>) {
+        let (players, logs) = self.node.with_chain(|c| {
+            let s = c.ledger().state();
+            (s.validator_set(round).map(|set| super::epoch::players_of(&set)), s.dkg_logs(round))
+        });
+        let Some(players) = players else { return };
+        let Some(info) =
+            super::epoch::round_info(&self.namespace, round, &self.committee.output, &players)
+        else {
+            return;
+        };
+        let player = running.filter(|r| r.round == round).and_then(|r| r.player);
+        let live = player.is_some();
+        match super::epoch::decide(&mut self.context, &info, &logs, player) {
+            Ok((output, share)) => {
+                let me_in = output.players().position(&self.me).is_some();
+                let share = match share {
+                    Some(s) => {
+                        self.shares.save(round, &s);
+                        Some(s)
+                    }
+                    None if me_in => self.shares.load(round),
+                    None => None,
+                };
+                if me_in && share.is_none() {
+                    tracing::warn!(round, "in the new committee without a share: observing only");
+                }
+                tracing::info!(
+                    round,
+                    members = output.players().len(),
+                    dealers = output.dealers().len(),
+                    logs = logs.len(),
+                    member = me_in,
+                    live,
+                    "resharing round decided: new committee"
+                );
+                self.committee = super::epoch::EpochCommittee { round: Some(round), output, share };
+            }
+            Err(reason) => {
+                tracing::warn!(round, logs = logs.len(), reason, "resharing round failed; the committee stays");
+            }
+        }
+    }
+
+    /// Enters epoch `epoch` (the committed tip is the last block of the previous one, or
+    /// below it at startup): its scheme, its first seed, its resharing round, its engine.
+    fn enter_epoch(&mut self, epoch: u64) {
+        self.epoch = Epoch::new(epoch);
+        self.scheme = self.committee.scheme(&self.namespace);
+        if let Ok(mut m) = self.schemes.lock() {
+            m.insert(epoch, self.scheme.clone());
+            // Evidence names its epoch: keep the schemes of recent ones.
+            let keep = m.split_off(&epoch.saturating_sub(16));
+            *m = keep;
+        }
+        self.epoch_seed = if epoch == 0 {
+            Hash::ZERO
+        } else {
+            let last = Height(epoch * self.epoch_length);
+            let seed = self
+                .node
+                .with_chain(|c| c.block(last).ok().flatten().map(|b| b.header.seed))
+                .unwrap_or(Hash::ZERO);
+            super::epoch::epoch_seed(epoch, &seed)
+        };
+        // The running round: the current committee deals to the ledger's set of this epoch.
+        let (players, dealt, endpoints) = self.node.with_chain(|c| {
+            let s = c.ledger().state();
+            let players = s.validator_set(epoch).map(|set| super::epoch::players_of(&set));
+            let dealt = self.identity.as_ref().is_some_and(|id| {
+                use commonware_cryptography::Signer as _;
+                s.dkg_logs(epoch).iter().any(|(a, _)| *a == proposer_address(&id.public_key()))
+            });
+            let keys: Vec<ValidatorKey> = self
+                .committee
+                .members()
+                .iter()
+                .cloned()
+                .chain(players.iter().flatten().cloned())
+                .collect();
+            let endpoints: Vec<(ValidatorKey, Option<String>)> = keys
+                .into_iter()
+                .map(|k| {
+                    let e = s.consensus_endpoint(&proposer_address(&k)).map(|e| e.endpoint);
+                    (k, e)
+                })
+                .collect();
+            (players, dealt, endpoints)
+        });
+        if let Some(hook) = &self.peers_hook {
+            hook(epoch, endpoints);
+        }
+        self.dkg = None;
+        if let (Some(players), Some(identity)) = (players, self.identity.clone()) {
+            if let Some(info) =
+                super::epoch::round_info(&self.namespace, epoch, &self.committee.output, &players)
+            {
+                self.dkg = Some(super::epoch::DkgRound::start(
+                    &mut self.context,
+                    epoch,
+                    info,
+                    &identity,
+                    self.committee.share.clone(),
+                    dealt,
+                ));
+            }
+        }
+        tracing::info!(
+            epoch,
+            members = self.committee.members().len(),
+            member = self.committee.members().position(&self.me).is_some(),
+            signer = self.committee.share.is_some(),
+            "epoch entered"
+        );
+        self.start_pending = true;
+    }
+
+    /// After the last block of an epoch commits: decides the round, enters the next epoch.
+    fn on_boundary(&mut self, height: Height) {
+        let ended = self.epoch_of(height);
+        let running = self.dkg.take();
+        self.decide_round(ended, running);
+        // Work of the ended epoch's engine is answered by the epoch rules from now on.
+        self.enter_epoch(ended + 1);
+    }
+
+    /// Starts the current epoch's engine (and stops those two epochs old).
+    async fn start_engine(&mut self) {
+        self.start_pending = false;
+        let epoch = self.epoch.get();
+        if self.engines.contains_key(&epoch) {
+            return;
+        }
+        let Some(starter) = self.starter.as_mut() else { return };
+        let genesis = if epoch == 0 {
+            self.node.with_chain(|c| c.store().block_hash(Height::GENESIS).ok().flatten())
+        } else {
+            let last = Height(epoch * self.epoch_length);
+            self.node.with_chain(|c| c.store().block_hash(last).ok().flatten())
+        };
+        let genesis = digest_of(&genesis.unwrap_or(Hash::ZERO));
+        let handle = starter(self.epoch, self.scheme.clone(), genesis).await;
+        self.engines.insert(epoch, handle);
+        let old: Vec<u64> = self.engines.range(..epoch.saturating_sub(1)).map(|(e, _)| *e).collect();
+        for e in old {
+            if let Some(h) = self.engines.remove(&e) {
+                h.abort();
+            }
+        }
     }
 
     async fn run(mut self) {
@@ -293,6 +523,9 @@ where
                 Event::Stop => break,
             }
             self.progress();
+            if self.start_pending {
+                self.start_engine().await;
+            }
         }
         tracing::debug!("bft application stopped");
     }
@@ -313,27 +546,38 @@ where
                     let _ = self.sender.send(recipients, msg, false);
                 }
             }
-            Message::Finalized { view, payload, seed } => {
-                tracing::debug!(view = view.get(), "finalization reported");
+            Message::Finalized { round, payload, seed } => {
+                tracing::debug!(epoch = round.epoch().get(), view = round.view().get(), "finalization reported");
+                let key = (round.epoch().get(), round.view().get());
                 if let Some(seed) = seed {
-                    self.seeds.insert(view.get(), seed);
+                    self.seeds.insert(key, seed);
                 }
-                self.finalized.insert(view.get(), hash_of(&payload));
+                self.finalized.insert(key, hash_of(&payload));
             }
-            Message::Seed { view, seed } => {
-                self.seeds.insert(view.get(), seed);
+            Message::Seed { round, seed } => {
+                self.seeds.insert((round.epoch().get(), round.view().get()), seed);
             }
             Message::Fault(activity) => {
                 self.faults += 1;
-                match super::evidence::fault_of(&self.scheme, &activity) {
+                let epoch = match activity.as_ref() {
+                    Activity::ConflictingNotarize(c) => c.epoch(),
+                    Activity::ConflictingFinalize(c) => c.epoch(),
+                    Activity::NullifyFinalize(c) => c.epoch(),
+                    _ => self.epoch,
+                };
+                let scheme = self.schemes.lock().ok().and_then(|m| m.get(&epoch.get()).cloned());
+                let Some(scheme) = scheme else {
+                    tracing::warn!(epoch = epoch.get(), "a consensus fault in an epoch we no longer know");
+                    return;
+                };
+                match super::evidence::fault_of(&scheme, &activity) {
                     Some(fault) => {
                         let offender = fault.offender_address();
                         tracing::warn!(%offender, kind = %fault.kind, view = fault.view, "consensus fault");
                         // The engine reports conflicts before checking their signatures: queue
                         // only evidence that holds (a forged vote must not crowd out the real
                         // equivocation of the same validator).
-                        if let Err(e) =
-                            super::evidence::verify_fault(&self.scheme, self.epoch, &fault)
+                        if let Err(e) = super::evidence::verify_fault(&scheme, epoch, &fault)
                         {
                             tracing::warn!(%offender, error = %e, "a reported fault does not verify; ignored");
                         } else if self.faults_pending.len() < MAX_PENDING_FAULTS {
@@ -381,6 +625,22 @@ where
                 if b.header.height > tip.height && room && !self.blocks.contains_key(&hash) {
                     self.requested.remove(&hash);
                     self.blocks.insert(hash, *b);
+                }
+            }
+            Wire::Deal { round, public, private } => self.on_deal(from, round, &public, &private),
+            Wire::Ack { round, ack } => {
+                let Some(dkg) = self.dkg.as_mut().filter(|d| d.round == round) else { return };
+                let Some(side) = dkg.dealer.as_mut() else { return };
+                let (Some(dealer), Some(ack)) =
+                    (side.dealer.as_mut(), super::epoch::dec_ack(&ack))
+                else {
+                    return;
+                };
+                match dealer.receive_player_ack(from.clone(), ack) {
+                    Ok(()) => {
+                        side.acked.insert(from);
+                    }
+                    Err(e) => tracing::debug!(round, error = ?e, "ack refused"),
                 }
             }
             Wire::Request(hash) => {
@@ -471,8 +731,144 @@ where
         self.context.current().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
     }
 
+    /// A dealing for us as a player: check it, ack it (again, if the dealer repeats it).
+    fn on_deal(&mut self, from: ValidatorKey, round: u64, public: &[u8], private: &[u8]) {
+        let Some(dkg) = self.dkg.as_mut().filter(|d| d.round == round) else { return };
+        let Some(player) = dkg.player.as_mut() else { return };
+        let ack = match (super::epoch::dec_pub(public), super::epoch::dec_priv(private)) {
+            (Some(public), Some(private)) => {
+                match player.dealer_message::<commonware_utils::N3f1>(from.clone(), public, private)
+                {
+                    Ok(Some(ack)) => {
+                        dkg.acks.insert(from.clone(), ack.clone());
+                        Some(ack)
+                    }
+                    Ok(None) => dkg.acks.get(&from).cloned(),
+                    Err(e) => {
+                        tracing::warn!(round, dealer = %proposer_address(&from), error = ?e, "dealing refused");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        if let Some(ack) = ack {
+            let msg = codec::encode(&Wire::Ack { round, ack: super::epoch::enc(&ack) });
+            let _ = self.sender.send(Recipients::One(from), msg, false);
+        }
+    }
+
+    /// Checks a dealer-log transaction against the running resharing round (the ledger
+    /// bounds and stores logs; their signatures and dealers are checked here).
+    fn check_dkg_tx(&self, tx: &flock_ledger::SignedTx) -> Result<(), String> {
+        let flock_ledger::TxKind::DkgLog { round, log } = &tx.tx.kind else { return Ok(()) };
+        let Some(dkg) = self.dkg.as_ref().filter(|d| d.round == *round) else {
+            return Err(format!("no resharing round {round} is running"));
+        };
+        super::epoch::check_log(&dkg.info, &tx.tx.sender(), log)
+    }
+
+    /// Drives our dealing: sends it to the players that have not acked (again every
+    /// second), signs the log once all acked or at mid-epoch, and posts it until it lands.
+    fn dkg_progress(&mut self) {
+        let tip = self.node.tip();
+        let now = self.context.current();
+        let mid = Height(self.epoch.get() * self.epoch_length + self.epoch_length / 2);
+        let me = self.me.clone();
+        let Some(dkg) = self.dkg.as_mut() else { return };
+        let round = dkg.round;
+        let Some(side) = dkg.dealer.as_mut() else { return };
+        if side.dealer.is_some() {
+            let resend = side.sent.is_none_or(|t| now.duration_since(t).unwrap_or_default() >= Duration::from_secs(1));
+            if resend {
+                side.sent = Some(now);
+                let public = super::epoch::enc(&side.public);
+                let mut mine = None;
+                for (player, private) in &side.private {
+                    if side.acked.contains(player) {
+                        continue;
+                    }
+                    if *player == me {
+                        mine = Some(private.clone());
+                        continue;
+                    }
+                    let msg = codec::encode(&Wire::Deal {
+                        round,
+                        public: public.clone(),
+                        private: super::epoch::enc(private),
+                    });
+                    let _ = self.sender.send(Recipients::One(player.clone()), msg, false);
+                }
+                if let Some(private) = mine {
+                    // Our own share: played locally.
+                    let private = super::epoch::enc(&private);
+                    self.on_deal(me.clone(), round, &public, &private);
+                    let ack = self.dkg.as_ref().and_then(|d| d.acks.get(&me).cloned());
+                    let Some(side) = self.dkg.as_mut().and_then(|d| d.dealer.as_mut()) else {
+                        return;
+                    };
+                    let side_ack = ack.and_then(|a| {
+                        side.dealer.as_mut().map(|d| d.receive_player_ack(me.clone(), a).is_ok())
+                    });
+                    if side_ack == Some(true) {
+                        side.acked.insert(me.clone());
+                    }
+                }
+            }
+            let Some(side) = self.dkg.as_mut().and_then(|d| d.dealer.as_mut()) else { return };
+            let all = side.acked.len() == side.private.len();
+            if all || tip.height >= mid {
+                if let Some(dealer) = side.dealer.take() {
+                    let log = dealer.finalize::<commonware_utils::N3f1>();
+                    side.log = Some(super::epoch::enc(&log));
+                    tracing::info!(round, acked = side.acked.len(), players = side.private.len(), "dealer log signed");
+                }
+            }
+        }
+        self.submit_dkg_log();
+    }
+
+    /// Posts our signed dealer log (again every few blocks until it lands).
+    fn submit_dkg_log(&mut self) {
+        let Some(key) = self.reporter.clone() else { return };
+        let tip = self.node.tip();
+        let Some(dkg) = self.dkg.as_mut() else { return };
+        let round = dkg.round;
+        let Some(side) = dkg.dealer.as_mut() else { return };
+        let Some(log) = side.log.clone() else { return };
+        let landed = self.node.with_chain(|c| {
+            c.ledger().state().dkg_logs(round).iter().any(|(a, _)| *a == key.address())
+        });
+        if landed {
+            side.log = None;
+            return;
+        }
+        if side.submitted.is_some_and(|h| tip.height.0 < h + FAULT_RETRY_BLOCKS) {
+            return;
+        }
+        let ours_pending = self.node.with_mempool(|mp| mp.next_nonce(&key.address()))
+            > self.node.with_chain(|c| c.ledger().state().account(&key.address()).nonce);
+        if ours_pending && side.submitted.is_some() {
+            return;
+        }
+        side.submitted = Some(tip.height.0);
+        let nonce = self.node.with_mempool(|mp| mp.next_nonce(&key.address()));
+        let tx = flock_ledger::Transaction {
+            chain_id: tip.chain_id.clone(),
+            signer: key.public(),
+            nonce,
+            kind: flock_ledger::TxKind::DkgLog { round, log },
+        }
+        .sign(&key);
+        match self.node.submit(tx) {
+            Ok(hash) => tracing::info!(round, tx = %hash, "dealer log submitted"),
+            Err(e) => tracing::warn!(round, error = %e, "dealer log not admitted"),
+        }
+    }
+
     fn progress(&mut self) {
         self.apply_finalized();
+        self.dkg_progress();
         self.report_faults();
         self.serve_proposes();
         self.serve_verifies();
@@ -537,7 +933,9 @@ where
                 match self.node.apply_finalized(&block) {
                     Ok(c) => {
                         self.committed.insert(h, c.info.height);
-                        self.compare_validator_set(c.info.height);
+                        if c.info.height.0 % self.epoch_length == 0 {
+                            self.on_boundary(c.info.height);
+                        }
                         tracing::debug!(height = c.info.height.0, txs = c.tx_count, "finalized");
                     }
                     Err(e) => {
@@ -559,46 +957,14 @@ where
         self.blocks.retain(|_, b| b.header.height > tip.height);
         // (Own proposals at committed heights were settled in `apply_finalized`.)
         self.own.retain(|b| b.header.height > tip.height);
-        // Seeds are read for parents only: keep a window.
-        if let Some((&last, _)) = self.seeds.iter().next_back() {
-            self.seeds = self.seeds.split_off(&last.saturating_sub(1_000));
+        // Seeds are read for parents only: keep a window of the current epoch.
+        let epoch = self.epoch.get();
+        if let Some((&(_, last), _)) = self.seeds.range((epoch, 0)..).next_back() {
+            self.seeds = self.seeds.split_off(&(epoch, last.saturating_sub(1_000)));
         }
         let now = self.context.current();
         self.requested
             .retain(|_, at| now.duration_since(*at).unwrap_or_default() < REQUEST_RETRY * 20);
-    }
-
-    /// At a ledger epoch boundary, compares the validator set the ledger recorded from the
-    /// network stakes with the committee this engine signs with. The committee does not rotate
-    /// by itself (that needs a resharing of the threshold key), so a difference is reported
-    /// for the operators.
-    fn compare_validator_set(&mut self, height: Height) {
-        let set = self.node.with_chain(|c| {
-            let len = c.ledger().params().epoch_length;
-            (height.0 > 0 && height.0 % len == 0)
-                .then(|| c.ledger().state().validator_set(height.0 / len))
-                .flatten()
-        });
-        let Some(set) = set else { return };
-        let staked: std::collections::BTreeSet<_> = set.iter().map(|m| m.address).collect();
-        let committee: std::collections::BTreeSet<_> =
-            self.scheme.participants().iter().map(proposer_address).collect();
-        if staked == committee {
-            tracing::info!(
-                height = height.0,
-                validators = staked.len(),
-                "the staked validator set is the committee"
-            );
-        } else {
-            let joining = staked.difference(&committee).count();
-            let leaving = committee.difference(&staked).count();
-            tracing::warn!(
-                height = height.0,
-                joining,
-                leaving,
-                "the staked validator set differs from the committee; the committee keeps signing until it is re-dealt"
-            );
-        }
     }
 
     /// The ledger and state root after `parent`. The engine asks to build on (and to verify
@@ -667,11 +1033,31 @@ where
     /// The header seed and its proof for a block whose parent is at `parent_view`.
     fn seed_for(&self, chain_id: &str, parent_view: View) -> Option<(Hash, SeedProof)> {
         if parent_view.is_zero() {
-            return Some((genesis_seed(chain_id), SeedProof::Threshold { signature: Vec::new() }));
+            let seed = if self.epoch.get() == 0 { genesis_seed(chain_id) } else { self.epoch_seed };
+            return Some((seed, SeedProof::Threshold { signature: Vec::new() }));
         }
-        let seed = self.seeds.get(&parent_view.get())?;
+        let seed = self.seeds.get(&(self.epoch.get(), parent_view.get()))?;
         let bytes = seed.encode().to_vec();
         Some((seed_hash(&bytes), SeedProof::Threshold { signature: bytes }))
+    }
+
+    /// For a proposal request: `Some(true)` re-propose the parent (the last block of the
+    /// context's epoch), `Some(false)` decline (an older epoch whose parent is not its last
+    /// block), `None` build normally.
+    fn reproposal(&self, ctx: &Ctx) -> Option<bool> {
+        let epoch = ctx.epoch().get();
+        let parent = hash_of(&ctx.parent.1);
+        let last = self.last_height(epoch);
+        let at_last = self.height_of(&parent) == Some(last);
+        if epoch < self.epoch.get() {
+            return Some(at_last);
+        }
+        (epoch == self.epoch.get() && at_last).then_some(true)
+    }
+
+    /// The height of a block held here (unfinalized) or committed.
+    fn height_of(&self, hash: &Hash) -> Option<Height> {
+        self.blocks.get(hash).map(|b| b.header.height).or_else(|| self.committed.get(hash).copied())
     }
 
     fn serve_proposes(&mut self) {
@@ -682,6 +1068,20 @@ where
                 continue;
             }
             let parent = hash_of(&ctx.parent.1);
+            // Epoch rules: the last block of an epoch is proposed again (until finalized) in
+            // place of a block beyond it; an older epoch's engine only does that.
+            match self.reproposal(&ctx) {
+                Some(true) => {
+                    let _ = response.send(ctx.parent.1);
+                    continue;
+                }
+                Some(false) => continue,
+                None if ctx.epoch() > self.epoch => {
+                    self.proposes.push((ctx, response));
+                    continue;
+                }
+                None => {}
+            }
             // The cheap waits first (executing the unfinalized ancestors is not).
             let Some((seed, seed_proof)) = self.seed_for(&tip.chain_id, ctx.parent.0) else {
                 self.proposes.push((ctx, response));
@@ -713,6 +1113,8 @@ where
                 }
             };
             let mut txs = self.node.with_mempool(|mp| mp.take(tip.max_block_txs));
+            // Dealer logs that do not hold for the running round are dropped.
+            txs.retain(|tx| self.check_dkg_tx(tx).is_ok());
             if parent != tip.block_hash {
                 // Mempool transactions were admitted against the committed state: keep those
                 // that still apply after the unfinalized ancestors (which may carry some).
@@ -829,8 +1231,10 @@ where
         // The seed: the engine's VRF for the parent's view.
         match &h.seed_proof {
             SeedProof::Threshold { signature: bytes } if ctx.parent.0.is_zero() => {
-                if !bytes.is_empty() || h.seed != genesis_seed(&h.chain_id) {
-                    return reject("first block must carry the genesis seed");
+                let want =
+                    if self.epoch.get() == 0 { genesis_seed(&h.chain_id) } else { self.epoch_seed };
+                if !bytes.is_empty() || h.seed != want {
+                    return reject("an epoch's first block must carry the epoch seed");
                 }
             }
             SeedProof::Threshold { signature: bytes } => {
@@ -848,6 +1252,9 @@ where
                 }
             }
             _ => return reject("a BFT block needs a threshold seed"),
+        }
+        if h.height > self.last_height(self.epoch.get()) {
+            return reject("block is beyond its epoch's last height");
         }
         if h.time_ms > self.now_ms() + MAX_CLOCK_SKEW_MS {
             return Err(Check::Wait(None)); // from the future: wait for our clock
@@ -877,6 +1284,9 @@ where
                     return Err(Check::Invalid(format!("transaction {i}: {e}")));
                 }
             }
+            if let Err(e) = self.check_dkg_tx(tx) {
+                return Err(Check::Invalid(format!("transaction {i}: {e}")));
+            }
         }
         Ok(())
     }
@@ -888,6 +1298,26 @@ where
                 continue;
             }
             let hash = hash_of(&payload);
+            // Epoch rules (see `reproposal`): a re-proposal of an epoch's last block is valid,
+            // of anything else is not; an older epoch's engine gets nothing else; a later
+            // epoch's proposal waits until this node enters that epoch.
+            if ctx.epoch() > self.epoch {
+                self.verifies.push((ctx, payload, response));
+                continue;
+            }
+            if payload == ctx.parent.1 || ctx.epoch() < self.epoch {
+                match self.height_of(&hash) {
+                    Some(h) => {
+                        let ok = payload == ctx.parent.1 && h == self.last_height(ctx.epoch().get());
+                        let _ = response.send(ok);
+                    }
+                    None => {
+                        self.request(hash);
+                        self.verifies.push((ctx, payload, response));
+                    }
+                }
+                continue;
+            }
             let Some(block) = self.blocks.get(&hash) else {
                 if self.committed.contains_key(&hash) {
                     let _ = response.send(true);

@@ -24,16 +24,17 @@
 //!   peers for it by hash.
 
 mod app;
+pub mod epoch;
 mod evidence;
 mod net;
 
-pub use app::{Application, Mailbox};
+pub use app::{Application, Mailbox, PeersHook, StartEngine};
 pub use evidence::{fault_of, flock_key, verify_fault};
 pub use net::{
     deal_files, reporter_keypair, run_validator, CommitteeFile, ValidatorKeyFile, ValidatorProcess,
 };
 
-use commonware_consensus::simplex::scheme::bls12381_threshold::vrf;
+use commonware_consensus::{simplex::scheme::bls12381_threshold::vrf, types::Epoch};
 use commonware_cryptography::bls12381::primitives::variant::MinSig;
 use flock_ledger::Block;
 use flock_primitives::{Address, Hash, PublicKey};
@@ -97,15 +98,30 @@ pub(crate) enum Wire {
     Block(Box<Block>),
     /// A request for the block with this hash.
     Request(Hash),
+    /// A dealer's dealing to one player in a resharing round: its public commitment and the
+    /// player's private share (the p2p channel is authenticated and encrypted).
+    Deal {
+        /// The round.
+        round: u64,
+        /// The public commitment (commonware encoding).
+        public: Vec<u8>,
+        /// The player's share of the dealing (commonware encoding).
+        private: Vec<u8>,
+    },
+    /// A player's acknowledgement of a dealing.
+    Ack {
+        /// The round.
+        round: u64,
+        /// The signed acknowledgement (commonware encoding).
+        ack: Vec<u8>,
+    },
 }
 
 /// Timeouts and storage settings of one validator's engine.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineSettings {
     /// The engine's journal partition (unique per validator on shared storage).
     pub partition: String,
-    /// Epoch of the validator set (0 until sets follow staking).
-    pub epoch: u64,
     /// How long to wait for the leader's proposal.
     pub leader_timeout: std::time::Duration,
     /// How long to wait for a notarization to certify.
@@ -124,6 +140,25 @@ pub struct EngineSettings {
     /// Fault injection for tests: this validator proposes invalid blocks.
     #[doc(hidden)]
     pub byzantine: Option<Byzantine>,
+    /// This validator's identity key: it deals and plays in the resharing rounds that make
+    /// the committee follow staking (none: it only follows the committees others deal).
+    pub identity: Option<commonware_cryptography::ed25519::PrivateKey>,
+    /// Where the threshold shares it receives are kept (none: in memory only; a restart then
+    /// leaves it without a share until the next round deals it one).
+    pub share_dir: Option<std::path::PathBuf>,
+    /// Told the peers to reach at every epoch (see [`app::PeersHook`]).
+    pub peers_hook: Option<app::PeersHook>,
+}
+
+impl std::fmt::Debug for EngineSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineSettings")
+            .field("partition", &self.partition)
+            .field("leader_timeout", &self.leader_timeout)
+            .field("identity", &self.identity.is_some())
+            .field("share_dir", &self.share_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a byzantine proposer (fault injection, tests only) spoils its blocks.
@@ -143,7 +178,6 @@ impl EngineSettings {
     pub fn new(partition: impl Into<String>) -> Self {
         Self {
             partition: partition.into(),
-            epoch: 0,
             leader_timeout: std::time::Duration::from_secs(1),
             certification_timeout: std::time::Duration::from_secs(2),
             timeout_retry: std::time::Duration::from_secs(5),
@@ -151,6 +185,9 @@ impl EngineSettings {
             rejections: None,
             reporter: None,
             byzantine: None,
+            identity: None,
+            share_dir: None,
+            peers_hook: None,
         }
     }
 }
@@ -158,19 +195,22 @@ impl EngineSettings {
 /// One p2p channel: a sender and its receiver.
 pub type Channel<S, R> = (S, R);
 
-/// Starts one validator: the application actor over `node` and the simplex engine, on the
-/// four channels ([`VOTE_CHANNEL`], [`CERTIFICATE_CHANNEL`], [`RESOLVER_CHANNEL`],
-/// [`BLOCK_CHANNEL`]). `scheme` is this validator's signer; `me` its identity key.
+/// Starts one validator: the application actor over `node` and, per epoch, a simplex engine,
+/// on the four channels ([`VOTE_CHANNEL`], [`CERTIFICATE_CHANNEL`], [`RESOLVER_CHANNEL`],
+/// [`BLOCK_CHANNEL`]; the first three are multiplexed by epoch). `genesis` is the genesis
+/// committee with this validator's share (if any); `me` its identity key. The committee then
+/// follows staking (see [`epoch`]) when `settings.identity` is set; without it the validator
+/// only follows the committees others deal.
 #[allow(clippy::too_many_arguments)]
 pub fn start_validator<E, B, S, R>(
     context: E,
     node: crate::Node,
-    scheme: Scheme,
+    genesis: epoch::EpochCommittee,
     me: ValidatorKey,
     blocker: B,
     settings: EngineSettings,
     channels: [Channel<S, R>; 4],
-) -> (commonware_runtime::Handle<()>, commonware_runtime::Handle<()>)
+) -> commonware_runtime::Handle<()>
 where
     E: commonware_runtime::Clock
         + rand_core_cw::CryptoRng
@@ -178,7 +218,7 @@ where
         + commonware_runtime::Storage
         + commonware_runtime::Metrics
         + commonware_runtime::Supervisor,
-    B: commonware_p2p::Blocker<PublicKey = ValidatorKey>,
+    B: commonware_p2p::Blocker<PublicKey = ValidatorKey> + Clone + Send + 'static,
     S: commonware_p2p::Sender<PublicKey = ValidatorKey>,
     R: commonware_p2p::Receiver<PublicKey = ValidatorKey>,
 {
@@ -188,68 +228,110 @@ where
             elector::RoundRobin,
             Engine,
         },
-        types::{Epoch, ViewDelta},
+        types::ViewDelta,
     };
+    use commonware_p2p::utils::mux::Muxer;
     use std::num::{NonZeroU16, NonZeroUsize};
     let [votes, certificates, resolver, blocks] = channels;
-    let epoch = Epoch::new(settings.epoch);
-    let genesis = node.with_chain(|c| c.store().block_hash(flock_primitives::Height::GENESIS));
-    let genesis = genesis.ok().flatten().unwrap_or(Hash::ZERO);
+    let chain_id = node.tip().chain_id;
+    let ns = namespace(&chain_id);
     let (mut app, mailbox) = Application::new(
         context.child("application"),
         node.clone(),
-        scheme.clone(),
-        epoch,
+        genesis,
         me,
+        ns,
         blocks,
     );
     app.rejections = settings.rejections.clone();
     app.byzantine = settings.byzantine;
     app.empty_block_delay = settings.empty_block_delay;
     app.reporter = settings.reporter.clone();
+    app.identity = settings.identity.clone();
+    app.shares = epoch::ShareStore(settings.share_dir.clone());
+    app.peers_hook = settings.peers_hook.clone();
     {
-        let scheme = scheme.clone();
+        let schemes = app.schemes.clone();
         node.set_evidence_check(crate::node::EvidenceCheck(std::sync::Arc::new(move |f| {
-            evidence::verify_fault(&scheme, epoch, f)
+            let scheme = schemes.lock().ok().and_then(|m| m.get(&f.epoch).cloned());
+            match scheme {
+                Some(scheme) => evidence::verify_fault(&scheme, Epoch::new(f.epoch), f),
+                None => Err(format!("consensus epoch {} is not known to this node", f.epoch)),
+            }
         })));
     }
-    let app = app.start();
+    let (vote_mux, votes) = Muxer::new(context.child("vote_mux"), votes.0, votes.1);
+    let (cert_mux, certificates) =
+        Muxer::new(context.child("certificate_mux"), certificates.0, certificates.1);
+    let (resolver_mux, resolver) =
+        Muxer::new(context.child("resolver_mux"), resolver.0, resolver.1);
+    vote_mux.start();
+    cert_mux.start();
+    resolver_mux.start();
+    let engines = context.child("engines");
     let nz = |n: usize| NonZeroUsize::new(n).expect("nonzero");
-    let cfg = Config {
-        scheme,
-        elector: RoundRobin::<commonware_cryptography::Sha256>::default(),
-        blocker,
-        automaton: mailbox.clone(),
-        relay: mailbox.clone(),
-        reporter: mailbox,
-        strategy: commonware_parallel::Sequential,
-        partition: settings.partition,
-        mailbox_size: nz(1024),
-        epoch,
-        floor: Floor::Genesis(digest_of(&genesis)),
-        leader_timeout: settings.leader_timeout,
-        certification_timeout: settings.certification_timeout,
-        timeout_retry: settings.timeout_retry,
-        fetch_timeout: commonware_utils::NonZeroDuration::new(std::time::Duration::from_secs(1))
-            .expect("nonzero"),
-        fetch_retry_delay: std::time::Duration::from_millis(100),
-        view_retention: ViewDelta::new(10),
-        skip: SkipPolicy::Enabled {
-            timeout: settings.timeout_retry * 2,
-            budget: SkipBudget::Participants,
-        },
-        replay_buffer: nz(1 << 20),
-        write_buffer: nz(1 << 20),
-        page_cache: commonware_runtime::buffer::paged::CacheRef::new(
-            NonZeroU16::new(1024).expect("nonzero"),
-            nz(10),
-        ),
-        forward: ForwardPolicy::Disabled,
-        track_historical_votes: false,
-    };
-    let engine = Engine::new(context.child("engine"), cfg);
-    let engine = engine.start(votes, certificates, resolver);
-    (app, engine)
+    app.starter = Some(Box::new(move |epoch: Epoch, scheme: Scheme, genesis: Digest| {
+        let (mut votes, mut certificates, mut resolver) =
+            (votes.clone(), certificates.clone(), resolver.clone());
+        let context = engines.child("engine").with_attribute("epoch", epoch.get());
+        let blocker = blocker.clone();
+        let mailbox = mailbox.clone();
+        let settings = settings.clone();
+        Box::pin(async move {
+            let (v, c, r) = (
+                votes.register(epoch.get()).await,
+                certificates.register(epoch.get()).await,
+                resolver.register(epoch.get()).await,
+            );
+            let (Ok(v), Ok(c), Ok(r)) = (v, c, r) else {
+                tracing::error!(epoch = epoch.get(), "could not open the epoch's channels");
+                return context.spawn(|_| async {});
+            };
+            // Epoch 0 keeps the journal partition of a single-epoch engine.
+            let partition = if epoch.get() == 0 {
+                settings.partition.clone()
+            } else {
+                format!("{}-e{}", settings.partition, epoch.get())
+            };
+            let cfg = Config {
+                scheme,
+                elector: RoundRobin::<commonware_cryptography::Sha256>::default(),
+                blocker,
+                automaton: mailbox.clone(),
+                relay: mailbox.clone(),
+                reporter: mailbox,
+                strategy: commonware_parallel::Sequential,
+                partition,
+                mailbox_size: nz(1024),
+                epoch,
+                floor: Floor::Genesis(genesis),
+                leader_timeout: settings.leader_timeout,
+                certification_timeout: settings.certification_timeout,
+                timeout_retry: settings.timeout_retry,
+                fetch_timeout: commonware_utils::NonZeroDuration::new(
+                    std::time::Duration::from_secs(1),
+                )
+                .expect("nonzero"),
+                fetch_retry_delay: std::time::Duration::from_millis(100),
+                view_retention: ViewDelta::new(10),
+                skip: SkipPolicy::Enabled {
+                    timeout: settings.timeout_retry * 2,
+                    budget: SkipBudget::Participants,
+                },
+                replay_buffer: nz(1 << 20),
+                write_buffer: nz(1 << 20),
+                page_cache: commonware_runtime::buffer::paged::CacheRef::new(
+                    NonZeroU16::new(1024).expect("nonzero"),
+                    nz(10),
+                ),
+                forward: ForwardPolicy::Disabled,
+                track_historical_votes: false,
+            };
+            tracing::info!(epoch = epoch.get(), "starting the epoch's consensus engine");
+            Engine::new(context.child("simplex"), cfg).start(v, c, r)
+        })
+    }));
+    app.start()
 }
 
 /// A validator committee from a trusted dealer: identity keys and threshold shares.
@@ -264,6 +346,19 @@ pub struct Committee {
     pub polynomial: commonware_cryptography::bls12381::primitives::sharing::Sharing<MinSig>,
     /// Each validator's secret share, in committee order.
     pub shares: Vec<commonware_cryptography::bls12381::primitives::group::Share>,
+    /// The dealing's public output (what the first resharing round starts from).
+    pub output: epoch::Output,
+}
+
+impl Committee {
+    /// Validator `i`'s view of the committee (with its share).
+    pub fn member(&self, i: usize) -> epoch::EpochCommittee {
+        epoch::EpochCommittee {
+            round: None,
+            output: self.output.clone(),
+            share: self.shares.get(i).cloned(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Committee {
@@ -295,6 +390,7 @@ pub fn deal_committee(
     let (output, shares) = deal::<MinSig, _, N3f1>(&mut rng, Mode::NonZeroCounter, set.clone())
         .expect("dealing to a non-empty committee");
     let polynomial = output.public().clone();
+    let dealt = output.clone();
     let shares: Vec<_> = participants
         .iter()
         .map(|pk| shares.get_value(pk).expect("a share per participant").clone())
@@ -306,5 +402,5 @@ pub fn deal_committee(
                 .expect("the share matches the polynomial")
         })
         .collect();
-    Committee { keys, participants, schemes, polynomial, shares }
+    Committee { keys, participants, schemes, polynomial, shares, output: dealt }
 }

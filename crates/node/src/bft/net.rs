@@ -49,6 +49,9 @@ pub struct CommitteeFile {
     pub validators: Vec<String>,
     /// The threshold-BLS public polynomial (commonware encoding), hex.
     pub polynomial: String,
+    /// The dealing's public output (commonware encoding), hex: what the first resharing
+    /// round starts from.
+    pub output: String,
 }
 
 /// One validator's secrets: its identity key and its share of the group key. JSON, hex.
@@ -68,6 +71,7 @@ impl Committee {
             chain_id: chain_id.to_string(),
             validators: self.participants.iter().map(|p| hex::encode(p.encode())).collect(),
             polynomial: hex::encode(self.polynomial.encode()),
+            output: hex::encode(self.output.encode()),
         };
         let keys = self
             .keys
@@ -117,6 +121,20 @@ impl CommitteeFile {
             .collect()
     }
 
+    /// The dealing's public output.
+    pub fn output(&self) -> anyhow::Result<super::epoch::Output> {
+        let bytes = hex::decode(self.output.trim()).context("the committee's output is not hex")?;
+        let output = super::epoch::decode_output(&bytes)
+            .map_err(|e| anyhow::anyhow!("the committee's output: {e}"))?;
+        if output.players().iter().cloned().collect::<Vec<_>>() != self.participants()? {
+            bail!("the committee's output is for other validators");
+        }
+        if output.public() != &self.polynomial()? {
+            bail!("the committee's output is not its polynomial's");
+        }
+        Ok(output)
+    }
+
     /// The group's public polynomial.
     pub fn polynomial(&self) -> anyhow::Result<Sharing<MinSig>> {
         let max = NonZeroU32::new(MAX_VALIDATORS).expect("nonzero");
@@ -145,8 +163,11 @@ impl ValidatorKeyFile {
         Ok(())
     }
 
-    /// The identity key and the signing scheme for `committee`.
-    pub fn open(&self, committee: &CommitteeFile) -> anyhow::Result<(ed25519::PrivateKey, Scheme)> {
+    /// The identity key and the signing scheme for `committee`, and the share.
+    pub fn open(
+        &self,
+        committee: &CommitteeFile,
+    ) -> anyhow::Result<(ed25519::PrivateKey, Scheme, Share)> {
         let identity = decode_hex::<ed25519::PrivateKey>("identity key", &self.identity, &())?;
         let share = decode_hex::<Share>("share", &self.share, &())?;
         let participants = committee.participants()?;
@@ -163,11 +184,11 @@ impl ValidatorKeyFile {
             bail!("the committee's polynomial is not for {} validators", participants.len());
         }
         let scheme = std::panic::catch_unwind(|| {
-            Scheme::signer(&namespace(&committee.chain_id), set, polynomial, share)
+            Scheme::signer(&namespace(&committee.chain_id), set, polynomial, share.clone())
         })
         .map_err(|_| anyhow::anyhow!("the committee's polynomial does not fit the committee"))?
         .context("the share does not match the committee's polynomial")?;
-        Ok((identity, scheme))
+        Ok((identity, scheme, share))
     }
 }
 
@@ -223,7 +244,8 @@ pub fn run_validator(cfg: ValidatorProcess) -> anyhow::Result<()> {
         );
     }
     let participants = cfg.committee.participants()?;
-    let (identity, scheme) = cfg.key.open(&cfg.committee)?;
+    let (identity, _scheme, share) = cfg.key.open(&cfg.committee)?;
+    let output = cfg.committee.output()?;
     let me = identity.public_key();
     if cfg.peers.len() != participants.len() {
         bail!(
@@ -236,6 +258,8 @@ pub fn run_validator(cfg: ValidatorProcess) -> anyhow::Result<()> {
     let listen = cfg.peers[index];
     let peers: Vec<(ValidatorKey, commonware_p2p::Address)> =
         participants.iter().cloned().zip(cfg.peers.iter().map(|a| (*a).into())).collect();
+    let genesis_peers: std::collections::BTreeMap<ValidatorKey, SocketAddr> =
+        participants.iter().cloned().zip(cfg.peers.iter().copied()).collect();
     let peers: Map<ValidatorKey, commonware_p2p::Address> =
         peers.try_into().map_err(|_| anyhow::anyhow!("duplicate validator in the committee"))?;
 
@@ -291,6 +315,28 @@ pub fn run_validator(cfg: ValidatorProcess) -> anyhow::Result<()> {
         );
         let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p);
         let _ = oracle.track(0, peers);
+        // Every epoch: the committee and the next round's players, at their registered
+        // endpoints (the genesis validators at their --peers addresses until they register).
+        let tracker = std::sync::Arc::new(std::sync::Mutex::new(oracle.clone()));
+        let peers_hook: super::app::PeersHook =
+            std::sync::Arc::new(move |epoch, keys: Vec<(ValidatorKey, Option<String>)>| {
+                let mut set = std::collections::BTreeMap::new();
+                for (k, endpoint) in keys {
+                    let addr = endpoint
+                        .and_then(|e| e.parse::<SocketAddr>().ok())
+                        .or_else(|| genesis_peers.get(&k).copied());
+                    match addr {
+                        Some(a) => {
+                            set.insert(k, commonware_p2p::Address::from(a));
+                        }
+                        None => tracing::warn!(epoch, "a committee member has no known address"),
+                    }
+                }
+                let Ok(map) = Map::try_from(set.into_iter().collect::<Vec<_>>()) else { return };
+                if let Ok(mut o) = tracker.lock() {
+                    let _ = o.track(epoch + 1, map);
+                }
+            });
         let quota = Quota::per_second(NonZeroU32::new(10_000).expect("nonzero"));
         let channels = [VOTE_CHANNEL, CERTIFICATE_CHANNEL, RESOLVER_CHANNEL, BLOCK_CHANNEL]
             .map(|ch| network.register(ch, quota));
@@ -298,13 +344,17 @@ pub fn run_validator(cfg: ValidatorProcess) -> anyhow::Result<()> {
         let mut settings = EngineSettings::new(format!("flock-simplex-{index}"));
         settings.leader_timeout = Duration::from_secs(1);
         settings.reporter = Some(reporter_keypair(&identity)?);
+        settings.identity = Some(identity.clone());
+        settings.share_dir = Some(cfg.data_dir.join("shares"));
+        settings.peers_hook = Some(peers_hook);
         // No empty-block delay: transactions are not gossiped between validators yet, so a
         // transaction waits for its node's turn to lead, and a delay per empty view would add
         // up (500 ms measured 1.6 s median finality instead of 0.1 s).
+        let genesis = super::epoch::EpochCommittee { round: None, output, share: Some(share) };
         start_validator(
             context.child("validator"),
             node.clone(),
-            scheme,
+            genesis,
             me,
             oracle,
             settings,
