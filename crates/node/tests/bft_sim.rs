@@ -740,3 +740,167 @@ fn an_equivocating_validator_is_slashed_through_evidence() {
         t.elapsed()
     );
 }
+
+/// The committee follows staking: 4 genesis validators and a fifth node that starts as an
+/// observer (no share). All five stake and register an endpoint in epoch 0, so the ledger
+/// records the five of them as epoch 1's set; round 1 (in epoch 1) reshares the threshold key
+/// from the genesis four to the five, and from epoch 2 the fifth signs and leads. Validator 3
+/// then unstakes: round 3 deals it out, and from epoch 4 it only observes. Every node keeps
+/// identical blocks and state roots throughout, and every seed verifies under the one group
+/// key the genesis dealing made.
+#[test]
+fn the_committee_follows_staking_across_epochs() {
+    const L: u64 = 10;
+    const BLOCKS: u64 = 5 * L + 5;
+    let cfg = deterministic::Config::new()
+        .with_seed(21)
+        .with_start_time(UNIX_EPOCH + Duration::from_millis(GENESIS_MS))
+        .with_timeout(Some(Duration::from_secs(900)));
+    deterministic::Runner::new(cfg).start(|mut context| async move {
+        use commonware_cryptography::Signer as _;
+        let namespace = bft::namespace(TEST_CHAIN);
+        let fixture = bft::deal_committee(&mut context, &namespace, 4);
+        let newcomer = commonware_cryptography::ed25519::PrivateKey::from_seed(4_242);
+        let mut keys = fixture.keys.clone();
+        keys.push(newcomer.clone());
+        let identities: Vec<_> = keys.iter().map(|k| bft::reporter_keypair(k).unwrap()).collect();
+        let params = Params { epoch_length: L, ..Params::default() };
+        let (mut genesis, _) = test_genesis(1, Amount(1_000 * FLOCK.0), params, vec![]);
+        for k in &identities {
+            genesis
+                .allocations
+                .push(flock_ledger::Allocation { address: k.address(), amount: Amount(2 * VALIDATOR_STAKE.0) });
+        }
+        let all: Vec<_> = keys.iter().map(|k| k.public_key()).collect();
+        let (network, oracle) = Network::new_with_peers(
+            context.child("network"),
+            NetConfig {
+                max_size: 8 << 20,
+                max_peers_per_set: NonZeroUsize::new(all.len()).unwrap(),
+                disconnect_on_block: true,
+                tracked_peer_sets: NonZeroUsize::new(1).unwrap(),
+            },
+            all.clone(),
+        )
+        .await;
+        network.start();
+        let link = Link {
+            latency: Duration::from_millis(20),
+            jitter: Duration::from_millis(5),
+            success_rate: probability!(1.0),
+        };
+        for a in &all {
+            for b in &all {
+                if a != b {
+                    oracle.add_link(a.clone(), b.clone(), link.clone()).await.unwrap();
+                }
+            }
+        }
+        let quota = Quota::per_second(NonZeroU32::new(10_000).unwrap());
+        let mut nodes = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let pk = key.public_key();
+            let control = oracle.control(pk.clone());
+            let mut channels = Vec::new();
+            for ch in [bft::VOTE_CHANNEL, bft::CERTIFICATE_CHANNEL, bft::RESOLVER_CHANNEL, bft::BLOCK_CHANNEL] {
+                channels.push(control.register(ch, quota).await.unwrap());
+            }
+            let chain = Chain::open(Box::new(MemStore::new()), genesis.clone()).unwrap();
+            let node = Node::new(chain, MempoolLimits::default());
+            let mut settings = EngineSettings::new(format!("validator-{i}"));
+            settings.reporter = Some(identities[i].clone());
+            settings.identity = Some(key.clone());
+            let committee = if i < 4 {
+                fixture.member(i)
+            } else {
+                bft::epoch::EpochCommittee { round: None, output: fixture.output.clone(), share: None }
+            };
+            bft::start_validator(
+                context.child("validator").with_attribute("index", i),
+                node.clone(),
+                committee,
+                pk,
+                control,
+                settings,
+                channels.try_into().unwrap_or_else(|_| unreachable!()),
+            );
+            nodes.push(node);
+        }
+        // Everyone stakes and registers; the observer's transactions go through validator 0.
+        for (i, id) in identities.iter().enumerate() {
+            let via = if i < 4 { &nodes[i] } else { &nodes[0] };
+            let stake = TxKind::Stake { target: StakeTarget::NETWORK, amount: VALIDATOR_STAKE };
+            via.submit(sign(id, 0, stake)).unwrap();
+            let register = TxKind::ConsensusRegister { endpoint: format!("10.0.0.{i}:7000") };
+            via.submit(sign(id, 1, register)).unwrap();
+        }
+        let mut unstaked = false;
+        loop {
+            context.sleep(Duration::from_millis(100)).await;
+            let low = nodes.iter().map(|n| n.tip().height.0).min().unwrap();
+            if !unstaked && low > 2 * L {
+                let unstake = TxKind::Unstake { target: StakeTarget::NETWORK, amount: VALIDATOR_STAKE };
+                let nonce = nodes[3].with_mempool(|mp| mp.next_nonce(&identities[3].address()));
+                nodes[3].submit(sign(&identities[3], nonce, unstake)).unwrap();
+                unstaked = true;
+            }
+            if low >= BLOCKS {
+                break;
+            }
+        }
+
+        // Identical chains.
+        let chain_of = |n: &Node| {
+            n.with_chain(|c| {
+                (1..=BLOCKS)
+                    .map(|h| {
+                        let s = c.store();
+                        (s.block_hash(Height(h)).unwrap().unwrap(), s.state_root(Height(h)).unwrap().unwrap())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        let first = chain_of(&nodes[0]);
+        for (i, n) in nodes.iter().enumerate() {
+            assert_eq!(chain_of(n), first, "node {i} diverged");
+        }
+        // The ledger's sets: all five from epoch 1, validator 3 gone from epoch 3.
+        let state = nodes[4].with_chain(|c| c.ledger().state().clone());
+        let set = |e: u64| -> Vec<_> {
+            let mut v: Vec<_> = state.validator_set(e).unwrap().iter().map(|m| m.address).collect();
+            v.sort();
+            v
+        };
+        let mut five: Vec<_> = identities.iter().map(|k| k.address()).collect();
+        five.sort();
+        assert_eq!(set(1), five);
+        assert!(!set(3).contains(&identities[3].address()));
+        assert!(state.validator_set(1).unwrap().iter().all(|m| m.key.is_some()));
+        assert_eq!(state.dkg_logs(1).len(), 4, "each genesis validator dealt in round 1");
+        // Who led: the newcomer never before epoch 2, and does from then on; validator 3
+        // leads no block after epoch 3.
+        let blocks: Vec<_> = nodes[0].with_chain(|c| (1..=BLOCKS).map(|h| c.block(Height(h)).unwrap().unwrap()).collect());
+        let epoch_of = |h: u64| (h - 1) / L;
+        let led = |who: usize, pred: &dyn Fn(u64) -> bool| {
+            blocks.iter().filter(|b| pred(epoch_of(b.header.height.0)) && b.header.proposer == identities[who].address()).count()
+        };
+        assert_eq!(led(4, &|e| e < 2), 0, "the observer led a block before it had a share");
+        assert!(led(4, &|e| e >= 2) > 0, "the newcomer never led a block once in the committee");
+        assert!(led(3, &|e| (1..3).contains(&e)) > 0, "validator 3 led nothing while a member");
+        assert_eq!(led(3, &|e| e >= 4), 0, "validator 3 led a block after it left the committee");
+        // Every threshold seed verifies under the genesis group key.
+        let verifier = bft::Scheme::certificate_verifier(&namespace, *fixture.polynomial.public());
+        let mut verified = 0;
+        for b in &blocks {
+            if let SeedProof::Threshold { signature } = &b.header.seed_proof {
+                if signature.is_empty() {
+                    continue;
+                }
+                let seed = <bft::Seed as commonware_codec::DecodeExt<_>>::decode(commonware_codec::Copying(signature.as_slice())).unwrap();
+                assert!(seed.verify(&verifier), "seed at height {} does not verify", b.header.height.0);
+                verified += 1;
+            }
+        }
+        assert!(verified as u64 >= BLOCKS - 6, "only {verified} threshold seeds");
+    });
+}
