@@ -122,6 +122,16 @@ impl Node {
                 return Err(SubmitError::Tx(e));
             }
         }
+        if matches!(tx.tx.kind, flock_ledger::TxKind::DkgLog { .. })
+            && self.inner.evidence.read().unwrap_or_else(std::sync::PoisonError::into_inner).is_none()
+        {
+            let e = flock_ledger::TxError::Malformed(
+                "this node runs no consensus engine to check a dealer log; send it to a BFT validator"
+                    .into(),
+            );
+            m::tx_rejected(e.code());
+            return Err(SubmitError::Tx(e));
+        }
         let r = self.with_mempool(|mp| {
             let r = mp.submit(tx);
             m::set_mempool(mp.len());

@@ -283,6 +283,15 @@ async fn stake_validators(a: &TestnetArgs, urls: &[String]) -> anyhow::Result<()
             bail!("validator {i} could not bond network stake: {}", v["receipt"]["message"]);
         }
         bonded.push(hash);
+        // Its consensus endpoint: with it, the staked validator stays in the committee when
+        // the committee is re-dealt at an epoch boundary.
+        let endpoint = p2p_addr(a.base_port, i as u32).to_string();
+        let hash = client.send(&key, TxKind::ConsensusRegister { endpoint }).await?;
+        let v = client.wait_tx(hash, Duration::from_secs(60)).await?;
+        if v["receipt"]["status"] == "failed" {
+            bail!("validator {i} could not register its endpoint: {}", v["receipt"]["message"]);
+        }
+        bonded.push(hash);
     }
     // Each stake was seen committed by the node it went through; node 0, which reports the
     // set, may be a block behind: wait until it has every one of them.

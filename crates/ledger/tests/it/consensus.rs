@@ -180,3 +180,49 @@ fn a_block_carries_a_bounded_amount_of_evidence() {
     let r = l.apply_block(&block).unwrap();
     assert!(r.txs.iter().all(|t| matches!(t.status, TxStatus::Failed { .. })));
 }
+
+#[test]
+fn consensus_endpoints_are_validated_and_recorded_in_validator_sets() {
+    let (mut l, k) = fresh_with(params());
+    for bad in ["", "localhost:80", "10.0.0.1", "10.0.0.1:99999", &"1".repeat(65)] {
+        let err = reject(&mut l, &k[0], TxKind::ConsensusRegister { endpoint: bad.into() });
+        assert_eq!(err.code(), "malformed", "{bad:?}");
+    }
+    run(&mut l, &k[0], TxKind::Stake { target: NET, amount: flock(500) });
+    run(&mut l, &k[1], TxKind::Stake { target: NET, amount: flock(300) });
+    run(&mut l, &k[0], TxKind::ConsensusRegister { endpoint: "10.0.0.1:7000".into() });
+    // Moving: the latest endpoint counts.
+    run(&mut l, &k[0], TxKind::ConsensusRegister { endpoint: "[::1]:7001".into() });
+    let e = l.state().consensus_endpoint(&k[0].address()).unwrap();
+    assert_eq!((e.key, e.endpoint.as_str()), (k[0].public(), "[::1]:7001"));
+    let h = l.height().0;
+    advance(&mut l, 10 - h);
+    let set = l.state().validator_set(1).unwrap();
+    let keys: Vec<_> = set.iter().map(|m| (m.address, m.key)).collect();
+    // k1 staked but registered no endpoint: in the set, without a consensus key.
+    assert_eq!(keys, vec![(k[0].address(), Some(k[0].public())), (k[1].address(), None)]);
+}
+
+#[test]
+fn dealer_logs_are_bounded_one_per_dealer_and_only_in_their_epoch() {
+    let (mut l, k) = fresh_with(params());
+    let log = |round: u64, len: usize| TxKind::DkgLog { round, log: vec![7; len] };
+    let too_big = flock_ledger::consensus::MAX_DKG_LOG_BYTES + 1;
+    assert_eq!(reject(&mut l, &k[0], log(0, 0)).code(), "malformed");
+    assert_eq!(reject(&mut l, &k[0], log(0, too_big)).code(), "malformed");
+    // Height 1..=10 is epoch 0: a log for round 1 is early.
+    assert_eq!(reject(&mut l, &k[0], log(1, 100)).code(), "malformed");
+    run(&mut l, &k[0], log(0, 100));
+    assert_eq!(reject(&mut l, &k[0], log(0, 50)).code(), "malformed", "a second log");
+    run(&mut l, &k[1], log(0, 60));
+    let logs = l.state().dkg_logs(0);
+    assert_eq!(logs.len(), 2);
+    assert!(logs.contains(&(k[0].address(), vec![7; 100])));
+    let h = l.height().0;
+    advance(&mut l, 10 - h);
+    // Round 0 is decided: a late log is refused; round 1 takes logs now.
+    assert_eq!(reject(&mut l, &k[2], log(0, 10)).code(), "malformed");
+    run(&mut l, &k[2], log(1, 10));
+    assert_eq!(l.state().dkg_logs(0).len(), 2);
+    assert_eq!(l.state().dkg_logs(1), vec![(k[2].address(), vec![7; 10])]);
+}

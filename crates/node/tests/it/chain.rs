@@ -130,6 +130,13 @@ fn a_solo_node_refuses_consensus_evidence() {
     assert_eq!(err.code(), "bad_evidence");
     assert!(err.to_string().contains("no consensus engine"), "{err}");
     assert_eq!(node.with_mempool(|mp| mp.len()), 0);
+    // A dealer log (threshold-key resharing) needs an engine to check it, too.
+    let err = node
+        .submit(tx(&keys[1], 0, TxKind::DkgLog { round: 0, log: vec![1; 100] }))
+        .unwrap_err();
+    assert_eq!(err.code(), "malformed");
+    assert!(err.to_string().contains("no consensus engine"), "{err}");
+    assert_eq!(node.with_mempool(|mp| mp.len()), 0);
     // With a check installed (what the BFT engine does), its verdict decides.
     node.set_evidence_check(flock_node::EvidenceCheck(std::sync::Arc::new(|f| {
         if f.view == 3 {
