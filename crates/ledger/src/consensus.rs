@@ -274,10 +274,8 @@ impl State {
         if let Some(t) = self.consensus_tombstones.get(sender) {
             return Err(TxError::Tombstoned { offender: *sender, height: t.height });
         }
-        self.consensus_endpoints.insert(
-            *sender,
-            ConsensusEndpoint { key, endpoint: endpoint.to_owned(), height: now },
-        );
+        self.consensus_endpoints
+            .insert(*sender, ConsensusEndpoint { key, endpoint: endpoint.to_owned(), height: now });
         Ok(())
     }
 

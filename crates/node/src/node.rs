@@ -123,7 +123,12 @@ impl Node {
             }
         }
         if matches!(tx.tx.kind, flock_ledger::TxKind::DkgLog { .. })
-            && self.inner.evidence.read().unwrap_or_else(std::sync::PoisonError::into_inner).is_none()
+            && self
+                .inner
+                .evidence
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_none()
         {
             let e = flock_ledger::TxError::Malformed(
                 "this node runs no consensus engine to check a dealer log; send it to a BFT validator"

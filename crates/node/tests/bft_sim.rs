@@ -767,9 +767,10 @@ fn the_committee_follows_staking_across_epochs() {
         let params = Params { epoch_length: L, ..Params::default() };
         let (mut genesis, _) = test_genesis(1, Amount(1_000 * FLOCK.0), params, vec![]);
         for k in &identities {
-            genesis
-                .allocations
-                .push(flock_ledger::Allocation { address: k.address(), amount: Amount(2 * VALIDATOR_STAKE.0) });
+            genesis.allocations.push(flock_ledger::Allocation {
+                address: k.address(),
+                amount: Amount(2 * VALIDATOR_STAKE.0),
+            });
         }
         let all: Vec<_> = keys.iter().map(|k| k.public_key()).collect();
         let (network, oracle) = Network::new_with_peers(
@@ -802,7 +803,12 @@ fn the_committee_follows_staking_across_epochs() {
             let pk = key.public_key();
             let control = oracle.control(pk.clone());
             let mut channels = Vec::new();
-            for ch in [bft::VOTE_CHANNEL, bft::CERTIFICATE_CHANNEL, bft::RESOLVER_CHANNEL, bft::BLOCK_CHANNEL] {
+            for ch in [
+                bft::VOTE_CHANNEL,
+                bft::CERTIFICATE_CHANNEL,
+                bft::RESOLVER_CHANNEL,
+                bft::BLOCK_CHANNEL,
+            ] {
                 channels.push(control.register(ch, quota).await.unwrap());
             }
             let chain = Chain::open(Box::new(MemStore::new()), genesis.clone()).unwrap();
@@ -813,7 +819,11 @@ fn the_committee_follows_staking_across_epochs() {
             let committee = if i < 4 {
                 fixture.member(i)
             } else {
-                bft::epoch::EpochCommittee { round: None, output: fixture.output.clone(), share: None }
+                bft::epoch::EpochCommittee {
+                    round: None,
+                    output: fixture.output.clone(),
+                    share: None,
+                }
             };
             bft::start_validator(
                 context.child("validator").with_attribute("index", i),
@@ -839,7 +849,8 @@ fn the_committee_follows_staking_across_epochs() {
             context.sleep(Duration::from_millis(100)).await;
             let low = nodes.iter().map(|n| n.tip().height.0).min().unwrap();
             if !unstaked && low > 2 * L {
-                let unstake = TxKind::Unstake { target: StakeTarget::NETWORK, amount: VALIDATOR_STAKE };
+                let unstake =
+                    TxKind::Unstake { target: StakeTarget::NETWORK, amount: VALIDATOR_STAKE };
                 let nonce = nodes[3].with_mempool(|mp| mp.next_nonce(&identities[3].address()));
                 nodes[3].submit(sign(&identities[3], nonce, unstake)).unwrap();
                 unstaked = true;
@@ -855,7 +866,10 @@ fn the_committee_follows_staking_across_epochs() {
                 (1..=BLOCKS)
                     .map(|h| {
                         let s = c.store();
-                        (s.block_hash(Height(h)).unwrap().unwrap(), s.state_root(Height(h)).unwrap().unwrap())
+                        (
+                            s.block_hash(Height(h)).unwrap().unwrap(),
+                            s.state_root(Height(h)).unwrap().unwrap(),
+                        )
                     })
                     .collect::<Vec<_>>()
             })
@@ -879,10 +893,17 @@ fn the_committee_follows_staking_across_epochs() {
         assert_eq!(state.dkg_logs(1).len(), 4, "each genesis validator dealt in round 1");
         // Who led: the newcomer never before epoch 2, and does from then on; validator 3
         // leads no block after epoch 3.
-        let blocks: Vec<_> = nodes[0].with_chain(|c| (1..=BLOCKS).map(|h| c.block(Height(h)).unwrap().unwrap()).collect());
+        let blocks: Vec<_> = nodes[0]
+            .with_chain(|c| (1..=BLOCKS).map(|h| c.block(Height(h)).unwrap().unwrap()).collect());
         let epoch_of = |h: u64| (h - 1) / L;
         let led = |who: usize, pred: &dyn Fn(u64) -> bool| {
-            blocks.iter().filter(|b| pred(epoch_of(b.header.height.0)) && b.header.proposer == identities[who].address()).count()
+            blocks
+                .iter()
+                .filter(|b| {
+                    pred(epoch_of(b.header.height.0))
+                        && b.header.proposer == identities[who].address()
+                })
+                .count()
         };
         assert_eq!(led(4, &|e| e < 2), 0, "the observer led a block before it had a share");
         assert!(led(4, &|e| e >= 2) > 0, "the newcomer never led a block once in the committee");
@@ -896,8 +917,15 @@ fn the_committee_follows_staking_across_epochs() {
                 if signature.is_empty() {
                     continue;
                 }
-                let seed = <bft::Seed as commonware_codec::DecodeExt<_>>::decode(commonware_codec::Copying(signature.as_slice())).unwrap();
-                assert!(seed.verify(&verifier), "seed at height {} does not verify", b.header.height.0);
+                let seed = <bft::Seed as commonware_codec::DecodeExt<_>>::decode(
+                    commonware_codec::Copying(signature.as_slice()),
+                )
+                .unwrap();
+                assert!(
+                    seed.verify(&verifier),
+                    "seed at height {} does not verify",
+                    b.header.height.0
+                );
                 verified += 1;
             }
         }

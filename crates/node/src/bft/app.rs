@@ -386,7 +386,12 @@ where
                 self.committee = super::epoch::EpochCommittee { round: Some(round), output, share };
             }
             Err(reason) => {
-                tracing::warn!(round, logs = logs.len(), reason, "resharing round failed; the committee stays");
+                tracing::warn!(
+                    round,
+                    logs = logs.len(),
+                    reason,
+                    "resharing round failed; the committee stays"
+                );
             }
         }
     }
@@ -490,7 +495,8 @@ where
         let genesis = digest_of(&genesis.unwrap_or(Hash::ZERO));
         let handle = starter(self.epoch, self.scheme.clone(), genesis).await;
         self.engines.insert(epoch, handle);
-        let old: Vec<u64> = self.engines.range(..epoch.saturating_sub(1)).map(|(e, _)| *e).collect();
+        let old: Vec<u64> =
+            self.engines.range(..epoch.saturating_sub(1)).map(|(e, _)| *e).collect();
         for e in old {
             if let Some(h) = self.engines.remove(&e) {
                 h.abort();
@@ -547,7 +553,11 @@ where
                 }
             }
             Message::Finalized { round, payload, seed } => {
-                tracing::debug!(epoch = round.epoch().get(), view = round.view().get(), "finalization reported");
+                tracing::debug!(
+                    epoch = round.epoch().get(),
+                    view = round.view().get(),
+                    "finalization reported"
+                );
                 let key = (round.epoch().get(), round.view().get());
                 if let Some(seed) = seed {
                     self.seeds.insert(key, seed);
@@ -567,7 +577,10 @@ where
                 };
                 let scheme = self.schemes.lock().ok().and_then(|m| m.get(&epoch.get()).cloned());
                 let Some(scheme) = scheme else {
-                    tracing::warn!(epoch = epoch.get(), "a consensus fault in an epoch we no longer know");
+                    tracing::warn!(
+                        epoch = epoch.get(),
+                        "a consensus fault in an epoch we no longer know"
+                    );
                     return;
                 };
                 match super::evidence::fault_of(&scheme, &activity) {
@@ -577,8 +590,7 @@ where
                         // The engine reports conflicts before checking their signatures: queue
                         // only evidence that holds (a forged vote must not crowd out the real
                         // equivocation of the same validator).
-                        if let Err(e) = super::evidence::verify_fault(&scheme, epoch, &fault)
-                        {
+                        if let Err(e) = super::evidence::verify_fault(&scheme, epoch, &fault) {
                             tracing::warn!(%offender, error = %e, "a reported fault does not verify; ignored");
                         } else if self.faults_pending.len() < MAX_PENDING_FAULTS {
                             self.faults_pending.entry(offender).or_insert(PendingFault {
@@ -631,8 +643,7 @@ where
             Wire::Ack { round, ack } => {
                 let Some(dkg) = self.dkg.as_mut().filter(|d| d.round == round) else { return };
                 let Some(side) = dkg.dealer.as_mut() else { return };
-                let (Some(dealer), Some(ack)) =
-                    (side.dealer.as_mut(), super::epoch::dec_ack(&ack))
+                let (Some(dealer), Some(ack)) = (side.dealer.as_mut(), super::epoch::dec_ack(&ack))
                 else {
                     return;
                 };
@@ -779,7 +790,9 @@ where
         let round = dkg.round;
         let Some(side) = dkg.dealer.as_mut() else { return };
         if side.dealer.is_some() {
-            let resend = side.sent.is_none_or(|t| now.duration_since(t).unwrap_or_default() >= Duration::from_secs(1));
+            let resend = side.sent.is_none_or(|t| {
+                now.duration_since(t).unwrap_or_default() >= Duration::from_secs(1)
+            });
             if resend {
                 side.sent = Some(now);
                 let public = super::epoch::enc(&side.public);
@@ -821,7 +834,12 @@ where
                 if let Some(dealer) = side.dealer.take() {
                     let log = dealer.finalize::<commonware_utils::N3f1>();
                     side.log = Some(super::epoch::enc(&log));
-                    tracing::info!(round, acked = side.acked.len(), players = side.private.len(), "dealer log signed");
+                    tracing::info!(
+                        round,
+                        acked = side.acked.len(),
+                        players = side.private.len(),
+                        "dealer log signed"
+                    );
                 }
             }
         }
@@ -1308,7 +1326,8 @@ where
             if payload == ctx.parent.1 || ctx.epoch() < self.epoch {
                 match self.height_of(&hash) {
                     Some(h) => {
-                        let ok = payload == ctx.parent.1 && h == self.last_height(ctx.epoch().get());
+                        let ok =
+                            payload == ctx.parent.1 && h == self.last_height(ctx.epoch().get());
                         let _ = response.send(ok);
                     }
                     None => {

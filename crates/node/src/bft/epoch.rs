@@ -135,8 +135,8 @@ pub fn round_info(
 /// Checks a dealer log posted by `sender` for round `info`: it decodes, its signature holds,
 /// its dealer is one of the round's and is the sender.
 pub fn check_log(info: &Info, sender: &Address, bytes: &[u8]) -> Result<(), String> {
-    let signed = dec::<SignedLog>(bytes, &max())
-        .map_err(|e| format!("dealer log does not decode: {e}"))?;
+    let signed =
+        dec::<SignedLog>(bytes, &max()).map_err(|e| format!("dealer log does not decode: {e}"))?;
     let (dealer, _) = signed
         .check(info)
         .ok_or_else(|| "dealer log is not signed by a dealer of this round".to_string())?;

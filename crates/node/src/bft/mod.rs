@@ -235,14 +235,8 @@ where
     let [votes, certificates, resolver, blocks] = channels;
     let chain_id = node.tip().chain_id;
     let ns = namespace(&chain_id);
-    let (mut app, mailbox) = Application::new(
-        context.child("application"),
-        node.clone(),
-        genesis,
-        me,
-        ns,
-        blocks,
-    );
+    let (mut app, mailbox) =
+        Application::new(context.child("application"), node.clone(), genesis, me, ns, blocks);
     app.rejections = settings.rejections.clone();
     app.byzantine = settings.byzantine;
     app.empty_block_delay = settings.empty_block_delay;

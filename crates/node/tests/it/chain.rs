@@ -131,9 +131,8 @@ fn a_solo_node_refuses_consensus_evidence() {
     assert!(err.to_string().contains("no consensus engine"), "{err}");
     assert_eq!(node.with_mempool(|mp| mp.len()), 0);
     // A dealer log (threshold-key resharing) needs an engine to check it, too.
-    let err = node
-        .submit(tx(&keys[1], 0, TxKind::DkgLog { round: 0, log: vec![1; 100] }))
-        .unwrap_err();
+    let err =
+        node.submit(tx(&keys[1], 0, TxKind::DkgLog { round: 0, log: vec![1; 100] })).unwrap_err();
     assert_eq!(err.code(), "malformed");
     assert!(err.to_string().contains("no consensus engine"), "{err}");
     assert_eq!(node.with_mempool(|mp| mp.len()), 0);
