@@ -621,6 +621,14 @@ pub(crate) enum TxCmd {
         #[arg(long)]
         pool: Option<String>,
     },
+    /// Register (or move) your BFT validator's p2p endpoint; sign with the validator's
+    /// identity account. A network validator without one is left out of the committee when
+    /// it is re-dealt at an epoch boundary.
+    RegisterValidator {
+        /// `ip:port` your `flockd node --bft` listens on for peers.
+        #[arg(long)]
+        endpoint: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -129,6 +129,11 @@ impl Mempool {
         self.queue.push_back((hash, tx, size));
     }
 
+    /// Every held transaction, oldest first (copies).
+    pub fn pending(&self) -> Vec<SignedTx> {
+        self.queue.iter().map(|(_, tx, _)| tx.clone()).collect()
+    }
+
     /// Takes up to `max` transactions, oldest first, for the next block.
     pub fn take(&mut self, max: usize) -> Vec<SignedTx> {
         // A prefix of the queue (nonce order stays intact) with at most

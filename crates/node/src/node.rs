@@ -32,6 +32,9 @@ struct Inner {
     height: watch::Sender<u64>,
     artifacts: Option<Arc<ArtifactStore>>,
     evidence: RwLock<Option<EvidenceCheck>>,
+    /// Where transactions admitted through [`Node::submit`] are announced (the BFT engine
+    /// gossips them to its peers).
+    gossip: RwLock<Option<tokio::sync::mpsc::UnboundedSender<SignedTx>>>,
 }
 
 /// Checks the proof of consensus evidence (the consensus engine's signatures, which the ledger
@@ -69,6 +72,7 @@ impl Node {
                 height,
                 artifacts,
                 evidence: RwLock::new(None),
+                gossip: RwLock::new(None),
             }),
         }
     }
@@ -89,6 +93,12 @@ impl Node {
         let mut guard =
             self.inner.mempool.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard)
+    }
+
+    /// Announces every transaction later admitted through [`Node::submit`] on `to` (the BFT
+    /// engine gossips them, so a transaction sent to any node reaches the next leader).
+    pub fn set_gossip(&self, to: tokio::sync::mpsc::UnboundedSender<SignedTx>) {
+        *self.inner.gossip.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(to);
     }
 
     /// Installs the check of consensus evidence proofs (the BFT engine does).
@@ -114,8 +124,29 @@ impl Node {
         }
     }
 
-    /// Admits a transaction to the mempool.
+    /// Admits a transaction to the mempool (and announces it for gossip, see
+    /// [`Node::set_gossip`]).
     pub fn submit(&self, tx: SignedTx) -> Result<Hash, SubmitError> {
+        let gossip =
+            self.inner.gossip.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        match gossip {
+            None => self.admit(tx),
+            Some(to) => {
+                let r = self.admit(tx.clone());
+                if r.is_ok() {
+                    let _ = to.send(tx);
+                }
+                r
+            }
+        }
+    }
+
+    /// Admits a transaction a peer gossiped (not announced again).
+    pub fn submit_from_peer(&self, tx: SignedTx) -> Result<Hash, SubmitError> {
+        self.admit(tx)
+    }
+
+    fn admit(&self, tx: SignedTx) -> Result<Hash, SubmitError> {
         if let flock_ledger::TxKind::ConsensusEvidence { fault } = &tx.tx.kind {
             if let Err(e) = self.check_evidence(fault) {
                 m::tx_rejected(e.code());

@@ -48,6 +48,9 @@ pub(crate) async fn run(a: TxArgs, json: bool) -> anyhow::Result<()> {
         TxCmd::Stake { target, amount: v } => {
             TxKind::Stake { target: parse_target(target)?, amount: amount(v)? }
         }
+        TxCmd::RegisterValidator { endpoint } => {
+            TxKind::ConsensusRegister { endpoint: endpoint.clone() }
+        }
         TxCmd::Unstake { target, amount: v } => {
             TxKind::Unstake { target: parse_target(target)?, amount: amount(v)? }
         }

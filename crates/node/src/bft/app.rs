@@ -40,6 +40,12 @@ const MAX_PENDING_FAULTS: usize = 1_024;
 const FAULT_RETRY_BLOCKS: u64 = 10;
 /// Blocks after which a fault whose evidence never lands is dropped.
 const FAULT_GIVE_UP_BLOCKS: u64 = 10_000;
+/// Most transactions in one gossip message.
+const MAX_GOSSIP_TXS: usize = 1_024;
+/// Nothing committed for this long: ask peers for their latest finalization.
+const TIP_SYNC_AFTER: Duration = Duration::from_secs(3);
+/// Largest finalization certificate accepted from a peer.
+const MAX_PROOF_BYTES: usize = 64 * 1024;
 /// Largest block message accepted from a peer.
 const MAX_BLOCK_BYTES: usize = 64 << 20;
 
@@ -50,7 +56,7 @@ enum Message {
     Propose { context: Ctx, response: oneshot::Sender<Digest> },
     Verify { context: Ctx, payload: Digest, response: oneshot::Sender<bool> },
     Broadcast { payload: Digest, plan: Plan<ValidatorKey> },
-    Finalized { round: Round, payload: Digest, seed: Option<Seed> },
+    Finalized { round: Round, payload: Digest, seed: Option<Seed>, proof: Vec<u8> },
     Seed { round: Round, seed: Seed },
     Fault(Box<Activity<Scheme, Digest>>),
 }
@@ -114,6 +120,7 @@ impl Reporter for Mailbox {
                     round: f.proposal.round,
                     payload: f.proposal.payload,
                     seed,
+                    proof: f.encode().to_vec(),
                 })
             }
             Activity::Notarization(n) | Activity::Certification(n) => {
@@ -174,6 +181,17 @@ pub struct Application<E, S, R> {
     start_pending: bool,
     /// See [`PeersHook`].
     pub(crate) peers_hook: Option<PeersHook>,
+    /// Checks finalization certificates of any epoch (the group key survives every
+    /// resharing).
+    group: Scheme,
+    /// The latest finalization seen (by (epoch, view)), served to peers that fell behind.
+    latest_proof: Option<((u64, u64), Vec<u8>)>,
+    /// When a block last committed here.
+    last_commit: SystemTime,
+    /// When peers were last asked for their latest finalization.
+    tip_asked: Option<SystemTime>,
+    /// Transactions clients sent to this node, to gossip.
+    pub(crate) gossip: Option<mpsc::UnboundedReceiver<flock_ledger::SignedTx>>,
     me: ValidatorKey,
     mailbox: mpsc::UnboundedReceiver<Message>,
     sender: S,
@@ -264,7 +282,9 @@ where
     ) -> (Self, Mailbox) {
         let epoch_length = node.with_chain(|c| c.ledger().params().epoch_length).max(1);
         let scheme = genesis.scheme(&namespace);
+        let group = Scheme::certificate_verifier(&namespace, *genesis.output.public().public());
         let epoch = Epoch::new(0);
+        let started = context.current();
         let (tx, rx) = mpsc::unbounded_channel();
         // Index the stored chain (the most recent heights) so this node serves blocks it
         // committed before a restart to peers catching up.
@@ -293,6 +313,11 @@ where
             engines: BTreeMap::new(),
             start_pending: true,
             peers_hook: None,
+            group,
+            latest_proof: None,
+            last_commit: started,
+            tip_asked: None,
+            gossip: None,
             me,
             mailbox: rx,
             sender,
@@ -507,6 +532,7 @@ where
     async fn run(mut self) {
         enum Event {
             Message(Message),
+            Gossip(flock_ledger::SignedTx),
             Wire(ValidatorKey, Vec<u8>),
             Tick,
             Stop,
@@ -516,6 +542,12 @@ where
             let event = tokio::select! {
                 biased;
                 m = self.mailbox.recv() => m.map_or(Event::Stop, Event::Message),
+                Some(tx) = async {
+                    match self.gossip.as_mut() {
+                        Some(g) => g.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => Event::Gossip(tx),
                 r = self.receiver.recv() => match r {
                     Ok((from, buf)) => Event::Wire(from, buf.as_ref().to_vec()),
                     Err(_) => Event::Stop,
@@ -524,6 +556,7 @@ where
             };
             match event {
                 Event::Message(m) => self.handle(m),
+                Event::Gossip(tx) => self.gossip_txs(tx),
                 Event::Wire(from, bytes) => self.on_wire(from, &bytes),
                 Event::Tick => {}
                 Event::Stop => break,
@@ -552,13 +585,16 @@ where
                     let _ = self.sender.send(recipients, msg, false);
                 }
             }
-            Message::Finalized { round, payload, seed } => {
+            Message::Finalized { round, payload, seed, proof } => {
                 tracing::debug!(
                     epoch = round.epoch().get(),
                     view = round.view().get(),
                     "finalization reported"
                 );
                 let key = (round.epoch().get(), round.view().get());
+                if self.latest_proof.as_ref().is_none_or(|(k, _)| *k < key) {
+                    self.latest_proof = Some((key, proof));
+                }
                 if let Some(seed) = seed {
                     self.seeds.insert(key, seed);
                 }
@@ -654,6 +690,22 @@ where
                     Err(e) => tracing::debug!(round, error = ?e, "ack refused"),
                 }
             }
+            Wire::Txs(txs) => {
+                if txs.len() > MAX_GOSSIP_TXS {
+                    return;
+                }
+                for tx in txs {
+                    // Refusals are expected (already held, committed, a nonce gap here).
+                    let _ = self.node.submit_from_peer(tx);
+                }
+            }
+            Wire::TipRequest => {
+                if let Some((_, proof)) = &self.latest_proof {
+                    let msg = codec::encode(&Wire::Finalization { proof: proof.clone() });
+                    let _ = self.sender.send(Recipients::One(from), msg, false);
+                }
+            }
+            Wire::Finalization { proof } => self.on_finalization_proof(&proof),
             Wire::Request(hash) => {
                 tracing::debug!(%hash, "block request from a peer");
                 let block = match self.blocks.get(&hash) {
@@ -740,6 +792,64 @@ where
 
     fn now_ms(&self) -> u64 {
         self.context.current().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+
+    /// Sends the transactions clients sent us (this one and any others waiting) to every
+    /// peer, in one message.
+    fn gossip_txs(&mut self, first: flock_ledger::SignedTx) {
+        let mut txs = vec![first];
+        if let Some(g) = self.gossip.as_mut() {
+            while txs.len() < MAX_GOSSIP_TXS {
+                match g.try_recv() {
+                    Ok(tx) => txs.push(tx),
+                    Err(_) => break,
+                }
+            }
+        }
+        let _ = self.sender.send(Recipients::All, codec::encode(&Wire::Txs(txs)), false);
+    }
+
+    /// A peer's latest finalization (asked for when nothing commits here): if it is newer
+    /// than ours and its certificate holds under the group key, its block is treated as
+    /// finalized, and the walk back to our tip fetches the blocks in between, across epoch
+    /// boundaries (each one decided from the chain as it commits).
+    fn on_finalization_proof(&mut self, proof: &[u8]) {
+        use commonware_codec::Decode as _;
+        type Fin = commonware_consensus::simplex::types::Finalization<Scheme, Digest>;
+        if proof.len() > MAX_PROOF_BYTES {
+            return;
+        }
+        let Ok(f) = Fin::decode_cfg(commonware_codec::Copying(proof), &()) else {
+            tracing::debug!("undecodable finalization from a peer");
+            return;
+        };
+        let key = (f.round().epoch().get(), f.round().view().get());
+        let hash = hash_of(&f.proposal.payload);
+        if self.latest_proof.as_ref().is_some_and(|(k, _)| *k >= key)
+            || self.finalized.contains_key(&key)
+            || self.committed.contains_key(&hash)
+        {
+            return;
+        }
+        if !f.verify(&mut self.context, &self.group, &commonware_parallel::Sequential) {
+            tracing::warn!(epoch = key.0, view = key.1, "a peer's finalization does not verify");
+            return;
+        }
+        tracing::info!(epoch = key.0, view = key.1, %hash, "catching up to a peer's finalization");
+        self.latest_proof = Some((key, proof.to_vec()));
+        self.finalized.insert(key, hash);
+    }
+
+    /// Asks peers for their latest finalization when nothing committed here for a while (a
+    /// node that missed an epoch boundary gets no certificate from the new epoch's engine).
+    fn ask_tip(&mut self) {
+        let now = self.context.current();
+        let idle = now.duration_since(self.last_commit).unwrap_or_default();
+        let asked = self.tip_asked.map(|t| now.duration_since(t).unwrap_or_default());
+        if idle >= TIP_SYNC_AFTER && asked.is_none_or(|a| a >= TIP_SYNC_AFTER) {
+            self.tip_asked = Some(now);
+            let _ = self.sender.send(Recipients::All, codec::encode(&Wire::TipRequest), false);
+        }
     }
 
     /// A dealing for us as a player: check it, ack it (again, if the dealer repeats it).
@@ -886,6 +996,7 @@ where
 
     fn progress(&mut self) {
         self.apply_finalized();
+        self.ask_tip();
         self.dkg_progress();
         self.report_faults();
         self.serve_proposes();
@@ -951,6 +1062,7 @@ where
                 match self.node.apply_finalized(&block) {
                     Ok(c) => {
                         self.committed.insert(h, c.info.height);
+                        self.last_commit = self.context.current();
                         if c.info.height.0 % self.epoch_length == 0 {
                             self.on_boundary(c.info.height);
                         }
@@ -1192,7 +1304,7 @@ where
                             nonce: 0,
                             kind: flock_ledger::TxKind::Transfer {
                                 to: signer.address(),
-                                amount: flock_primitives::Amount(0),
+                                amount: flock_primitives::Amount(1),
                             },
                         },
                         signature: flock_primitives::Signature([7u8; 64]),

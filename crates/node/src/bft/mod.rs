@@ -115,6 +115,15 @@ pub(crate) enum Wire {
         /// The signed acknowledgement (commonware encoding).
         ack: Vec<u8>,
     },
+    /// Transactions a client sent to the sender (gossiped so any leader can include them).
+    Txs(Vec<flock_ledger::SignedTx>),
+    /// A request for the peer's latest finalization (sent by a node that stopped committing).
+    TipRequest,
+    /// A finalization certificate (commonware encoding).
+    Finalization {
+        /// The encoded finalization.
+        proof: Vec<u8>,
+    },
 }
 
 /// Timeouts and storage settings of one validator's engine.
@@ -244,6 +253,13 @@ where
     app.identity = settings.identity.clone();
     app.shares = epoch::ShareStore(settings.share_dir.clone());
     app.peers_hook = settings.peers_hook.clone();
+    let (gossip, gossiped) = tokio::sync::mpsc::unbounded_channel();
+    // What clients sent before the engine started goes out first.
+    for tx in node.with_mempool(|mp| mp.pending()) {
+        let _ = gossip.send(tx);
+    }
+    node.set_gossip(gossip);
+    app.gossip = Some(gossiped);
     {
         let schemes = app.schemes.clone();
         node.set_evidence_check(crate::node::EvidenceCheck(std::sync::Arc::new(move |f| {
