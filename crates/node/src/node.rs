@@ -40,9 +40,11 @@ struct Inner {
 /// Checks the proof of consensus evidence (the consensus engine's signatures, which the ledger
 /// cannot check). Installed by the BFT engine; a node without one refuses evidence.
 #[derive(Clone)]
-pub struct EvidenceCheck(
-    pub Arc<dyn Fn(&flock_ledger::consensus::ConsensusFault) -> Result<(), String> + Send + Sync>,
-);
+pub struct EvidenceCheck(pub Arc<EvidenceFn>);
+
+/// The function of an [`EvidenceCheck`]: `Err` says why the proof does not hold.
+pub type EvidenceFn =
+    dyn Fn(&flock_ledger::consensus::ConsensusFault) -> Result<(), String> + Send + Sync;
 
 impl std::fmt::Debug for EvidenceCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

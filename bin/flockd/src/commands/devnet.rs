@@ -97,7 +97,16 @@ pub(crate) async fn run(a: DevnetArgs, json: bool) -> anyhow::Result<()> {
     if result.is_ok() && !a.no_demo && !a.no_arena {
         let keys = (0..12).map(dev_key).collect();
         let interval = a.block_interval_ms.max(1);
-        match arena(&[url.clone()], keys, &dir, interval, a.quick, a.base_model.as_deref()).await {
+        match arena(
+            std::slice::from_ref(&url),
+            keys,
+            &dir,
+            interval,
+            a.quick,
+            a.base_model.as_deref(),
+        )
+        .await
+        {
             Ok(t) => arena_task = Some(t),
             Err(e) => result = Err(e),
         }

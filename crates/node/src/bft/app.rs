@@ -934,7 +934,7 @@ where
                         side.dealer.as_mut().map(|d| d.receive_player_ack(me.clone(), a).is_ok())
                     });
                     if side_ack == Some(true) {
-                        side.acked.insert(me.clone());
+                        side.acked.insert(me);
                     }
                 }
             }
@@ -982,7 +982,7 @@ where
         side.submitted = Some(tip.height.0);
         let nonce = self.node.with_mempool(|mp| mp.next_nonce(&key.address()));
         let tx = flock_ledger::Transaction {
-            chain_id: tip.chain_id.clone(),
+            chain_id: tip.chain_id,
             signer: key.public(),
             nonce,
             kind: flock_ledger::TxKind::DkgLog { round, log },

@@ -210,7 +210,8 @@ pub type Channel<S, R> = (S, R);
 /// committee with this validator's share (if any); `me` its identity key. The committee then
 /// follows staking (see [`epoch`]) when `settings.identity` is set; without it the validator
 /// only follows the committees others deal.
-#[allow(clippy::too_many_arguments)]
+// The epoch-engine starter's future yields the engine's handle (a future itself, on purpose).
+#[allow(clippy::too_many_arguments, clippy::async_yields_async)]
 pub fn start_validator<E, B, S, R>(
     context: E,
     node: crate::Node,
@@ -400,7 +401,6 @@ pub fn deal_committee(
     let (output, shares) = deal::<MinSig, _, N3f1>(&mut rng, Mode::NonZeroCounter, set.clone())
         .expect("dealing to a non-empty committee");
     let polynomial = output.public().clone();
-    let dealt = output.clone();
     let shares: Vec<_> = participants
         .iter()
         .map(|pk| shares.get_value(pk).expect("a share per participant").clone())
@@ -412,5 +412,5 @@ pub fn deal_committee(
                 .expect("the share matches the polynomial")
         })
         .collect();
-    Committee { keys, participants, schemes, polynomial, shares, output: dealt }
+    Committee { keys, participants, schemes, polynomial, shares, output }
 }
