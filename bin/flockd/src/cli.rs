@@ -79,6 +79,10 @@ pub(crate) struct TestnetArgs {
     /// With --arena: stop the network after the round (exit status: whether it passed).
     #[arg(long)]
     pub exit_after_arena: bool,
+    /// Blocks per epoch of a new network (emission, validator sets, and a resharing of the
+    /// committee's threshold key each); default: the ledger's.
+    #[arg(long)]
+    pub epoch_length: Option<u64>,
 }
 
 #[derive(Debug, Args)]

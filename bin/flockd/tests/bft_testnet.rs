@@ -15,6 +15,8 @@ use std::{
 };
 
 const N: usize = 4;
+/// Blocks per epoch in the kill-and-restart test.
+const EPOCH: u64 = 20;
 
 fn flockd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_flockd"))
@@ -158,21 +160,22 @@ fn transfers(chain_id: &str, from: &[Keypair], nonce: u64) -> Vec<SignedTx> {
         .collect()
 }
 
-fn init(dir: &Path) -> Genesis {
-    let out = flockd()
-        .args(["testnet", "--nodes", "4", "--init-only", "--dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
+fn init(dir: &Path, epoch_length: Option<u64>) -> Genesis {
+    let mut cmd = flockd();
+    cmd.args(["testnet", "--nodes", "4", "--init-only", "--dir"]).arg(dir);
+    if let Some(l) = epoch_length {
+        cmd.arg("--epoch-length").arg(l.to_string());
+    }
+    let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     Genesis::from_json(&std::fs::read_to_string(dir.join("genesis.json")).unwrap()).unwrap()
 }
 
 /// A fresh four-validator network in `tmp` (files from `flockd testnet --init-only`), started,
 /// once every node has finalized two blocks.
-fn start_net(tmp: &Path) -> (Net, Genesis) {
+fn start_net(tmp: &Path, epoch_length: Option<u64>) -> (Net, Genesis) {
     let dir = tmp.join("net");
-    let genesis = init(&dir);
+    let genesis = init(&dir, epoch_length);
     let ports = free_ports(2 * N);
     let mut net = Net {
         dir,
@@ -194,9 +197,54 @@ fn start_net(tmp: &Path) -> (Net, Genesis) {
 fn four_processes_finalize_survive_a_kill_and_catch_up() {
     let t0 = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
-    let (mut net, genesis) = start_net(tmp.path());
+    // Short epochs: the committee's threshold key is re-dealt every 20 blocks (about 2 s), so
+    // the run below crosses many epoch boundaries, one of them while node 3 is down.
+    let (mut net, genesis) = start_net(tmp.path(), Some(EPOCH));
     let c = http();
     eprintln!("4 validators finalizing after {:?}", t0.elapsed());
+
+    // Each validator bonds network stake and registers its p2p endpoint, so every epoch's
+    // resharing round deals the four of them new shares of the group key.
+    let identities: Vec<Keypair> = (0..N)
+        .map(|i| {
+            let d = net.dir.join(format!("node-{i}"));
+            let committee =
+                flock_node::bft::CommitteeFile::load(&net.dir.join("committee.json")).unwrap();
+            let key = flock_node::bft::ValidatorKeyFile::load(&d.join("validator.key")).unwrap();
+            let (identity, _, _) = key.open(&committee).unwrap();
+            flock_node::bft::reporter_keypair(&identity).unwrap()
+        })
+        .collect();
+    let mut bonds = Vec::new();
+    for (i, id) in identities.iter().enumerate() {
+        let stake = TxKind::Stake {
+            target: flock_ledger::StakeTarget::NETWORK,
+            amount: Amount::flock(10_000),
+        };
+        let register = TxKind::ConsensusRegister { endpoint: format!("127.0.0.1:{}", net.p2p[i]) };
+        for (nonce, kind) in [stake, register].into_iter().enumerate() {
+            let tx = Transaction {
+                chain_id: genesis.chain_id.clone(),
+                signer: id.public(),
+                nonce: nonce as u64,
+                kind,
+            }
+            .sign(id);
+            bonds.push(submit(&c, &net.url(i), &tx));
+        }
+    }
+    wait_until("the validators' stakes and endpoints land", 60, || {
+        bonds.iter().all(|h| committed(&c, &net.url(0), h))
+    });
+    // Two boundaries later a round has run with the four as dealers.
+    wait_until("a resharing round with four dealers", 60, || {
+        get(&c, &format!("{}/v1/validators", net.url(0))).is_some_and(|v| {
+            v["resharing"].as_array().is_some_and(|rounds| {
+                rounds.iter().any(|r| r["dealers"].as_array().is_some_and(|d| d.len() == N))
+            })
+        })
+    });
+    eprintln!("stakes and endpoints landed; a resharing round had 4 dealers ({:?})", t0.elapsed());
 
     // Transactions sent to different nodes all land, on every node.
     let keys: Vec<Keypair> = (0..8).map(|i| Keypair::dev(&format!("testnet-{i}"))).collect();
@@ -227,9 +275,11 @@ fn four_processes_finalize_survive_a_kill_and_catch_up() {
         .enumerate()
         .map(|(j, tx)| submit(&c, &net.url(j % 3), tx))
         .collect();
+    // Down across an epoch boundary: the others pass the next one before it restarts.
+    let past = ((at_kill / EPOCH + 1) * EPOCH + 2).max(at_kill + 5);
     wait_until("three validators keep finalizing", 60, || {
         (0..3).all(|i| {
-            height(&c, &net.url(i)).is_some_and(|h| h >= at_kill + 5)
+            height(&c, &net.url(i)).is_some_and(|h| h >= past)
                 && more.iter().all(|h| committed(&c, &net.url(i), h))
         })
     });
@@ -254,6 +304,20 @@ fn four_processes_finalize_survive_a_kill_and_catch_up() {
     });
     assert_same_chain(&c, &net, &[0, 1, 2, 3], target);
     eprintln!("node 3 restarted and caught up to {h3}, all four at {target} ({:?})", t0.elapsed());
+    // And it still signs and leads: after the restart it proposes blocks again (with the
+    // share it kept, or the one the next resharing dealt it).
+    let proposer = |h: u64| {
+        get(&c, &format!("{}/v1/blocks/{h}", net.url(0))).map(|b| b["header"]["proposer"].clone())
+    };
+    let me = serde_json::to_value(identities[3].address()).unwrap();
+    let next = std::cell::Cell::new(h3 + 1);
+    wait_until("the restarted validator leads a block", 60, || {
+        let tip = height(&c, &net.url(0)).unwrap_or(0);
+        let from = next.replace(tip + 1);
+        (from..=tip).any(|h| proposer(h).is_some_and(|p| p == me))
+    });
+    let epochs = height(&c, &net.url(0)).unwrap() / EPOCH;
+    eprintln!("node 3 leads again; {epochs} epochs so far ({:?})", t0.elapsed());
 }
 
 /// Submits `per_sender` transfers from each key (sender j to `urls[j % len]`, one thread per
@@ -321,7 +385,7 @@ fn bench_bft_vs_solo() {
     // Four BFT validators.
     {
         let tmp = tempfile::tempdir().unwrap();
-        let (net, genesis) = start_net(tmp.path());
+        let (net, genesis) = start_net(tmp.path(), None);
         let c = http();
         let urls: Vec<String> = (0..N).map(|i| net.url(i)).collect();
         let h0 = height(&c, &urls[0]).unwrap();

@@ -252,7 +252,9 @@ async fn tx_by_hash(
 }
 
 /// The network validators: the set recorded for the current ledger epoch (at the end of the
-/// previous one), the set the stakes would give now, and the tombstoned offenders.
+/// previous one; members with a registered consensus key carry it), the set the stakes would
+/// give now, the dealers of the last and current resharing rounds, and the tombstoned
+/// offenders.
 async fn validators(State(s): State<AppState>) -> ApiResult {
     s.node.with_chain(|c| {
         let st = c.ledger().state();
@@ -264,9 +266,19 @@ async fn validators(State(s): State<AppState>) -> ApiResult {
             .iter()
             .map(|(a, t)| json!({ "validator": a, "tombstone": t }))
             .collect();
+        // Threshold-key resharing: who posted a dealer log, in the last round and this one.
+        let resharing: Vec<Value> = [epoch.checked_sub(1), Some(epoch)]
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                let dealers: Vec<_> = st.dkg_logs(r).into_iter().map(|(a, _)| a).collect();
+                json!({ "round": r, "dealers": dealers })
+            })
+            .collect();
         Ok(Json(json!({
             "height": height,
             "epoch": epoch,
+            "resharing": resharing,
             "set": st.validator_set(epoch),
             "staked_now": st.network_validators(params),
             "min_network_stake": params.min_network_stake,

@@ -577,30 +577,40 @@ fn a_lossy_slow_network_still_finalizes_and_agrees() {
 /// consensus journal (a new machine with its key): it fetches the whole chain from its peers,
 /// replays it to the same state root at every height, and takes part from then on (its own
 /// transfers land).
-#[test]
-fn a_new_validator_joins_late_and_syncs_from_peers() {
+/// Runs 4 validators where validator 2 starts late, with an empty store and no engine
+/// journal, once the others committed `at` blocks; checks it reached `blocks` with the same
+/// chain, that every transfer landed, and returns the height of its first proposal.
+fn late_joiner(seed: u64, at: u64, blocks: u64, epoch_length: Option<u64>) -> u64 {
     let t = std::time::Instant::now();
     let o = simulate(Scenario {
-        seed: 14,
+        seed,
         n: 4,
-        blocks: 45,
+        blocks,
         txs_each: 5,
-        late: Some((2, 30)),
+        late: Some((2, at)),
+        epoch_length,
         ..Scenario::default()
     });
-    assert!(o.chains[2].as_ref().is_some_and(|c| c.len() >= 45));
+    assert!(o.chains[2].as_ref().is_some_and(|c| c.len() as u64 >= blocks));
     assert_agree(&o);
     assert_eq!(o.txs_landed, 20, "the late validator's transfers landed too");
     let late = o.addresses[2];
     let proposers = o.proposers[2].as_ref().unwrap();
     let first = proposers.iter().position(|p| *p == late).expect("it proposed after joining");
-    assert!(first >= 30, "it could not propose before it started: block {}", first + 1);
+    let first = first as u64 + 1;
+    assert!(first > at, "it could not propose before it started: block {first}");
     eprintln!(
-        "late joiner: synced 30 blocks, first proposal at height {}; virtual {:?}, wall {:?}",
-        first + 1,
+        "late joiner (epoch length {epoch_length:?}): started at height {at}, first proposal at \
+         height {first}; virtual {:?}, wall {:?}",
         o.elapsed_virtual,
         t.elapsed()
     );
+    first
+}
+
+#[test]
+fn a_new_validator_joins_late_and_syncs_from_peers() {
+    late_joiner(14, 30, 45, None);
 }
 
 /// A validator that was down across several epoch boundaries: the engines of those epochs
@@ -609,27 +619,7 @@ fn a_new_validator_joins_late_and_syncs_from_peers() {
 /// the current epoch again.
 #[test]
 fn a_validator_down_across_epochs_catches_up() {
-    let o = simulate(Scenario {
-        seed: 15,
-        n: 4,
-        blocks: 90,
-        txs_each: 5,
-        late: Some((2, 35)),
-        epoch_length: Some(10),
-        ..Scenario::default()
-    });
-    assert!(o.chains[2].as_ref().is_some_and(|c| c.len() >= 60));
-    assert_agree(&o);
-    assert_eq!(o.txs_landed, 20, "the late validator's transfers landed too");
-    let late = o.addresses[2];
-    let proposers = o.proposers[2].as_ref().unwrap();
-    let first = proposers.iter().position(|p| *p == late).expect("it proposed after catching up");
-    assert!(first >= 35, "it could not propose before it started: block {}", first + 1);
-    eprintln!(
-        "down across epochs: started at height 35, first proposal at height {}; virtual {:?}",
-        first + 1,
-        o.elapsed_virtual
-    );
+    late_joiner(15, 35, 90, Some(10));
 }
 
 #[test]

@@ -91,7 +91,10 @@ fn init(a: &TestnetArgs) -> anyhow::Result<()> {
     let genesis = Genesis {
         chain_id: a.chain_id.clone(),
         genesis_time_ms: SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64,
-        params: Params::default(),
+        params: Params {
+            epoch_length: a.epoch_length.unwrap_or(Params::default().epoch_length),
+            ..Params::default()
+        },
         allocations,
         targets: vec![],
         sequencer: None,

@@ -385,6 +385,13 @@ where
         };
         let player = running.filter(|r| r.round == round).and_then(|r| r.player);
         let live = player.is_some();
+        // A player that missed the round (down, or restarted since) still gets its share if
+        // every dealer the round selected revealed it in its log (no ack from us): a fresh
+        // player finalizes from the reveals; otherwise it only observes.
+        let player = player.or_else(|| {
+            let id = self.identity.clone()?;
+            super::epoch::Player::new(info.clone(), id).ok()
+        });
         match super::epoch::decide(&mut self.context, &info, &logs, player) {
             Ok((output, share)) => {
                 let me_in = output.players().position(&self.me).is_some();
