@@ -362,21 +362,7 @@ fn simulate(sc: Scenario) -> Outcome {
         let blocks = nodes.iter().flatten().map(|n| n.tip().height.0).min().unwrap_or(blocks);
         let chains = nodes
             .iter()
-            .map(|node| {
-                node.as_ref().map(|node| {
-                    node.with_chain(|c| {
-                        (1..=blocks)
-                            .map(|h| {
-                                let s = c.store();
-                                (
-                                    s.block_hash(Height(h)).unwrap().unwrap(),
-                                    s.state_root(Height(h)).unwrap().unwrap(),
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-            })
+            .map(|node| node.as_ref().map(|node| chain_of(node, blocks)))
             .collect::<Vec<_>>();
         let txs_landed = nodes
             .iter()
@@ -430,6 +416,21 @@ fn simulate(sc: Scenario) -> Outcome {
             identities,
             partitioned_tips,
         }
+    })
+}
+
+/// A node's (block hash, state root) at every height `1..=blocks`.
+fn chain_of(node: &Node, blocks: u64) -> Vec<(Hash, Hash)> {
+    node.with_chain(|c| {
+        let s = c.store();
+        (1..=blocks)
+            .map(|h| {
+                (
+                    s.block_hash(Height(h)).unwrap().unwrap(),
+                    s.state_root(Height(h)).unwrap().unwrap(),
+                )
+            })
+            .collect()
     })
 }
 
@@ -891,22 +892,9 @@ fn the_committee_follows_staking_across_epochs() {
         }
 
         // Identical chains.
-        let chain_of = |n: &Node| {
-            n.with_chain(|c| {
-                (1..=BLOCKS)
-                    .map(|h| {
-                        let s = c.store();
-                        (
-                            s.block_hash(Height(h)).unwrap().unwrap(),
-                            s.state_root(Height(h)).unwrap().unwrap(),
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            })
-        };
-        let first = chain_of(&nodes[0]);
+        let first = chain_of(&nodes[0], BLOCKS);
         for (i, n) in nodes.iter().enumerate() {
-            assert_eq!(chain_of(n), first, "node {i} diverged");
+            assert_eq!(chain_of(n, BLOCKS), first, "node {i} diverged");
         }
         // The ledger's sets: all five from epoch 1, validator 3 gone from epoch 3.
         let state = nodes[4].with_chain(|c| c.ledger().state().clone());
