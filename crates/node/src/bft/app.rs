@@ -403,6 +403,7 @@ where
                     None if me_in => self.shares.load(round),
                     None => None,
                 };
+                self.shares.prune_before(round);
                 if me_in && share.is_none() {
                     tracing::warn!(round, "in the new committee without a share: observing only");
                 }

@@ -314,10 +314,64 @@ impl ShareStore {
         let bytes = hex::decode(text.trim()).ok()?;
         dec::<Share>(&bytes, &()).ok()
     }
+
+    /// Deletes the shares of rounds before `round` (a committee that was re-dealt no longer
+    /// signs; an old share kept is only a liability: a quorum of old shares still signs under
+    /// the group key).
+    pub fn prune_before(&self, round: u64) {
+        let Some(dir) = self.0.as_ref() else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let old = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("dkg-share-round-")?.strip_suffix(".hex"))
+                .and_then(|r| r.parse::<u64>().ok())
+                .is_some_and(|r| r < round);
+            if old {
+                if let Err(err) = std::fs::remove_file(e.path()) {
+                    tracing::warn!(error = %err, path = %e.path().display(), "could not delete an old share");
+                }
+            }
+        }
+    }
 }
 
 /// The seed of an epoch's first block: derived from the threshold-VRF seed in the header of
 /// the previous epoch's last block.
 pub fn epoch_seed(epoch: u64, last_seed: &Hash) -> Hash {
     Hash::of_parts("flock bft epoch seed v1", &[&epoch.to_le_bytes(), &last_seed.0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_are_kept_per_round_and_old_ones_deleted() {
+        use commonware_cryptography::bls12381::{
+            dkg::feldman_desmedt::deal, primitives::sharing::Mode,
+        };
+        use commonware_cryptography::Signer as _;
+        let keys: Vec<_> = (0..4).map(ed25519::PrivateKey::from_seed).collect();
+        let set = Set::from_iter_dedup(keys.iter().map(|k| k.public_key()));
+        let (_, shares) =
+            deal::<MinSig, _, N3f1>(commonware_utils::test_rng(), Mode::NonZeroCounter, set)
+                .unwrap();
+        let share = shares.values()[0].clone();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShareStore(Some(dir.path().join("shares")));
+        assert!(store.load(1).is_none());
+        store.save(1, &share);
+        store.save(2, &share);
+        assert_eq!(store.load(1), Some(share.clone()));
+        store.prune_before(2);
+        assert!(store.load(1).is_none(), "an old round's share is deleted");
+        assert_eq!(store.load(2), Some(share));
+        // In memory only: nothing kept, nothing fails.
+        let none = ShareStore(None);
+        none.save(3, &shares.values()[1]);
+        assert!(none.load(3).is_none());
+        none.prune_before(9);
+    }
 }
