@@ -483,7 +483,6 @@ where
                 super::epoch::round_info(&self.namespace, epoch, &self.committee.output, &players)
             {
                 self.dkg = Some(super::epoch::DkgRound::start(
-                    &mut self.context,
                     epoch,
                     info,
                     &identity,

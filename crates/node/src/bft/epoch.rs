@@ -218,10 +218,20 @@ pub struct DealerSide {
     pub sent: Option<std::time::SystemTime>,
 }
 
+/// A dealer's randomness for `round`: seeded from its identity secret and the round, so a
+/// dealer that restarts mid-round deals exactly the same again (players that acked its first
+/// dealing ack the repeat instead of refusing it, and no share is revealed for nothing).
+/// Round numbers are never reused, so no two dealings share randomness.
+pub fn dealer_rng(identity: &ed25519::PrivateKey, round: u64) -> rand_chacha_cw::ChaCha20Rng {
+    use rand_chacha_cw::rand_core::SeedableRng as _;
+    let secret = identity.encode();
+    let seed = Hash::of_parts("flock dkg dealer v1", &[secret.as_ref(), &round.to_le_bytes()]);
+    rand_chacha_cw::ChaCha20Rng::from_seed(seed.0)
+}
+
 impl DkgRound {
     /// Our part in `info` (dealer with `share` from the current committee, and/or player).
     pub fn start(
-        rng: impl rand_core_cw::CryptoRng,
         round: u64,
         info: Info,
         identity: &ed25519::PrivateKey,
@@ -231,7 +241,10 @@ impl DkgRound {
         use commonware_cryptography::Signer as _;
         let me = identity.public_key();
         let dealer = (!dealt_already && share.is_some())
-            .then(|| fd::Dealer::start::<N3f1>(rng, info.clone(), identity.clone(), share))
+            .then(|| {
+                let rng = dealer_rng(identity, round);
+                fd::Dealer::start::<N3f1>(rng, info.clone(), identity.clone(), share)
+            })
             .and_then(|r| match r {
                 Ok((dealer, public, private)) => Some(DealerSide {
                     dealer: Some(dealer),
@@ -373,5 +386,31 @@ mod tests {
         none.save(3, &shares.values()[1]);
         assert!(none.load(3).is_none());
         none.prune_before(9);
+    }
+
+    #[test]
+    fn a_restarted_dealer_deals_the_same_again() {
+        use commonware_cryptography::bls12381::{
+            dkg::feldman_desmedt::deal, primitives::sharing::Mode,
+        };
+        use commonware_cryptography::Signer as _;
+        let keys: Vec<_> = (0..4).map(ed25519::PrivateKey::from_seed).collect();
+        let set = Set::from_iter_dedup(keys.iter().map(|k| k.public_key()));
+        let (output, shares) =
+            deal::<MinSig, _, N3f1>(commonware_utils::test_rng(), Mode::NonZeroCounter, set)
+                .unwrap();
+        let players: Vec<_> = keys.iter().map(|k| k.public_key()).collect();
+        let info = round_info(b"ns", 3, &output, &players).unwrap();
+        let me = &keys[0];
+        let share = shares.get_value(&me.public_key()).cloned();
+        let dealing = |round| {
+            let r = DkgRound::start(round, info.clone(), me, share.clone(), false);
+            let d = r.dealer.expect("a dealer of the round");
+            (enc(&d.public), d.private.iter().map(|(p, m)| (p.clone(), enc(m))).collect::<Vec<_>>())
+        };
+        assert_eq!(dealing(3), dealing(3), "a restart deals the same commitment and shares");
+        assert_ne!(dealing(3).0, dealing(4).0, "another round, other randomness");
+        // Having posted its log already, it does not deal again.
+        assert!(DkgRound::start(3, info.clone(), me, share, true).dealer.is_none());
     }
 }
