@@ -5,23 +5,27 @@
 //!
 //! ```text
 //!   simplex engine ──propose(ctx)──► Application: mempool → Block (parent's state root, seed) ─► relay
-//!                  ──verify(ctx,d)─► Application: wait for the block and its committed parent,
+//!   (one per epoch) ──verify(ctx,d)─► Application: fetch the block and its unfinalized ancestors,
 //!                                    check header, seed, and a dry run of every transaction
 //!                  ──report(Finalization)─► Application: parent chain → Node::apply_finalized
 //! ```
 //!
-//! * **Deferred execution**: a header carries the state root after its parent. A proposal or a
-//!   verification waits until its parent is committed locally (finalized), so every block's
-//!   `parent_state_root` is checked against the locally executed one and a finalized block
-//!   always applies (verification dry-runs it on a copy of the committed ledger).
+//! * **Deferred execution**: a header carries the state root after its parent. Leaders and
+//!   verifiers build on notarized parents before they are final: the blocks between the
+//!   committed tip and the parent run on a copy of the committed ledger, their roots computed
+//!   without writing, so every `parent_state_root` is checked against a locally executed one
+//!   and a finalized block always applies.
 //! * **Seed**: the header's seed is the engine's threshold-BLS VRF output (the `Seed` of the
 //!   parent's view, recovered from its notarization or finalization certificate), carried as
-//!   [`SeedProof::Threshold`] and checked against the committee's group key. The first block
-//!   (parent = genesis, view 0, which has no certificate) uses a fixed seed derived from the
-//!   chain id.
-//! * **Blocks on the wire**: the proposer broadcasts the full block on its own p2p channel
-//!   ([`BLOCK_CHANNEL`]); a node missing a block (for a verification or a finalization) asks its
-//!   peers for it by hash.
+//!   [`flock_ledger::SeedProof::Threshold`] and checked against the group key. An epoch's first block
+//!   (parent = the engine's genesis, view 0, which has no certificate) carries a seed derived
+//!   from the chain id (epoch 0) or from the previous block's seed ([`epoch::epoch_seed`]).
+//! * **Epochs** ([`epoch`]): every ledger epoch, the committee reshares its threshold key to
+//!   the staked validators that registered an endpoint; the next epoch runs a fresh engine
+//!   with the new committee under the same group key.
+//! * **Wire** ([`BLOCK_CHANNEL`]): full blocks (a node missing one asks its peers by hash),
+//!   resharing dealings and acks, gossiped client transactions, and finalizations for nodes
+//!   that fell behind by whole epochs.
 
 mod app;
 pub mod epoch;
