@@ -313,6 +313,11 @@ impl State {
         Ok(())
     }
 
+    /// Whether `dealer` posted its log for resharing round `round`.
+    pub fn has_dkg_log(&self, round: u64, dealer: &Address) -> bool {
+        self.dkg_logs.get(&(round, *dealer)).is_some()
+    }
+
     /// The dealer logs of resharing round `round`, by dealer address.
     pub fn dkg_logs(&self, round: u64) -> Vec<(Address, Vec<u8>)> {
         self.dkg_logs

@@ -261,15 +261,7 @@ fn simulate(sc: Scenario) -> Outcome {
         let mut late_channels = None;
         for (i, pk) in fixture.participants.iter().enumerate() {
             let control = oracle.control(pk.clone());
-            let mut channels = Vec::new();
-            for ch in [
-                bft::VOTE_CHANNEL,
-                bft::CERTIFICATE_CHANNEL,
-                bft::RESOLVER_CHANNEL,
-                bft::BLOCK_CHANNEL,
-            ] {
-                channels.push(control.register(ch, quota).await.unwrap());
-            }
+            let channels = register_channels(&control, quota).await;
             if offline.contains(&i) {
                 nodes.push(None);
                 continue;
@@ -417,6 +409,24 @@ fn simulate(sc: Scenario) -> Outcome {
             partitioned_tips,
         }
     })
+}
+
+/// A validator's four channels on the simulated network (votes, certificates, resolver,
+/// blocks).
+async fn register_channels(
+    control: &commonware_p2p::simulated::Control<bft::ValidatorKey, deterministic::Context>,
+    quota: Quota,
+) -> Vec<(
+    commonware_p2p::simulated::Sender<bft::ValidatorKey, deterministic::Context>,
+    commonware_p2p::simulated::Receiver<bft::ValidatorKey>,
+)> {
+    let mut channels = Vec::new();
+    for ch in
+        [bft::VOTE_CHANNEL, bft::CERTIFICATE_CHANNEL, bft::RESOLVER_CHANNEL, bft::BLOCK_CHANNEL]
+    {
+        channels.push(control.register(ch, quota).await.unwrap());
+    }
+    channels
 }
 
 /// A node's (block hash, state root) at every height `1..=blocks`.
@@ -833,15 +843,7 @@ fn the_committee_follows_staking_across_epochs() {
         for (i, key) in keys.iter().enumerate() {
             let pk = key.public_key();
             let control = oracle.control(pk.clone());
-            let mut channels = Vec::new();
-            for ch in [
-                bft::VOTE_CHANNEL,
-                bft::CERTIFICATE_CHANNEL,
-                bft::RESOLVER_CHANNEL,
-                bft::BLOCK_CHANNEL,
-            ] {
-                channels.push(control.register(ch, quota).await.unwrap());
-            }
+            let channels = register_channels(&control, quota).await;
             let chain = Chain::open(Box::new(MemStore::new()), genesis.clone()).unwrap();
             let node = Node::new(chain, MempoolLimits::default());
             let mut settings = EngineSettings::new(format!("validator-{i}"));

@@ -218,6 +218,9 @@ fn dealer_logs_are_bounded_one_per_dealer_and_only_in_their_epoch() {
     let logs = l.state().dkg_logs(0);
     assert_eq!(logs.len(), 2);
     assert!(logs.contains(&(k[0].address(), vec![7; 100])));
+    assert!(l.state().has_dkg_log(0, &k[0].address()));
+    assert!(!l.state().has_dkg_log(0, &k[2].address()));
+    assert!(!l.state().has_dkg_log(1, &k[0].address()));
     let h = l.height().0;
     advance(&mut l, 10 - h);
     // Round 0 is decided: a late log is refused; round 1 takes logs now.

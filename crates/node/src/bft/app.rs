@@ -456,7 +456,7 @@ where
             let players = s.validator_set(epoch).map(|set| super::epoch::players_of(&set));
             let dealt = self.identity.as_ref().is_some_and(|id| {
                 use commonware_cryptography::Signer as _;
-                s.dkg_logs(epoch).iter().any(|(a, _)| *a == proposer_address(&id.public_key()))
+                s.has_dkg_log(epoch, &proposer_address(&id.public_key()))
             });
             let keys: Vec<ValidatorKey> = self
                 .committee
@@ -971,9 +971,8 @@ where
         let round = dkg.round;
         let Some(side) = dkg.dealer.as_mut() else { return };
         let Some(log) = side.log.clone() else { return };
-        let landed = self.node.with_chain(|c| {
-            c.ledger().state().dkg_logs(round).iter().any(|(a, _)| *a == key.address())
-        });
+        let landed =
+            self.node.with_chain(|c| c.ledger().state().has_dkg_log(round, &key.address()));
         if landed {
             side.log = None;
             return;

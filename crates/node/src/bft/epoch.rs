@@ -360,17 +360,25 @@ pub fn epoch_seed(epoch: u64, last_seed: &Hash) -> Hash {
 mod tests {
     use super::*;
 
-    #[test]
-    fn shares_are_kept_per_round_and_old_ones_deleted() {
+    /// Four identities and a trusted dealing to them.
+    fn genesis_dealing(
+    ) -> (Vec<ed25519::PrivateKey>, Output, commonware_utils::ordered::Map<ValidatorKey, Share>)
+    {
         use commonware_cryptography::bls12381::{
             dkg::feldman_desmedt::deal, primitives::sharing::Mode,
         };
         use commonware_cryptography::Signer as _;
         let keys: Vec<_> = (0..4).map(ed25519::PrivateKey::from_seed).collect();
         let set = Set::from_iter_dedup(keys.iter().map(|k| k.public_key()));
-        let (_, shares) =
+        let (output, shares) =
             deal::<MinSig, _, N3f1>(commonware_utils::test_rng(), Mode::NonZeroCounter, set)
                 .unwrap();
+        (keys, output, shares)
+    }
+
+    #[test]
+    fn shares_are_kept_per_round_and_old_ones_deleted() {
+        let (_, _, shares) = genesis_dealing();
         let share = shares.values()[0].clone();
         let dir = tempfile::tempdir().unwrap();
         let store = ShareStore(Some(dir.path().join("shares")));
@@ -390,15 +398,8 @@ mod tests {
 
     #[test]
     fn a_restarted_dealer_deals_the_same_again() {
-        use commonware_cryptography::bls12381::{
-            dkg::feldman_desmedt::deal, primitives::sharing::Mode,
-        };
         use commonware_cryptography::Signer as _;
-        let keys: Vec<_> = (0..4).map(ed25519::PrivateKey::from_seed).collect();
-        let set = Set::from_iter_dedup(keys.iter().map(|k| k.public_key()));
-        let (output, shares) =
-            deal::<MinSig, _, N3f1>(commonware_utils::test_rng(), Mode::NonZeroCounter, set)
-                .unwrap();
+        let (keys, output, shares) = genesis_dealing();
         let players: Vec<_> = keys.iter().map(|k| k.public_key()).collect();
         let info = round_info(b"ns", 3, &output, &players).unwrap();
         let me = &keys[0];
